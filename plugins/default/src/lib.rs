@@ -1,0 +1,71 @@
+//! The stock plugin: the Job that Prefect's own Kubernetes worker would create for a flow run.
+//!
+//! It renders the work pool's base job template (or prefect-kubernetes' stock template) with
+//! the merged job variables and applies what the worker's `prepare_for_flow_run` adds. The Job
+//! it is given is ignored: it starts the chain. Deliberate differences from Prefect, each
+//! documented in the plugin README:
+//! - a deterministic `metadata.name` (the `generateName` prefix + the claim's suffix), so a
+//!   retried create finds the Job it already made instead of making a second one;
+//! - no `parallelism`/`completions` inside the pod spec (they are Job fields; the API server
+//!   rejects them in a pod under strict field validation);
+//! - the agent's image pull secrets, env, labels and API key Secret are added.
+
+mod configuration;
+mod entities;
+mod prepare;
+mod slug;
+mod template;
+
+use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value, job, json};
+
+pub struct Stock;
+
+impl Plugin for Stock {
+    fn customize(request: &Request, _job: Value) -> Result<Value, Error> {
+        let template = configuration::base_template(&request.base_job_template)?;
+        let variables = request.job_variables()?;
+        let config = configuration::from_template_and_values(&template, &variables)?;
+        let mut manifest = prepare::prepare_for_flow_run(config, request)?;
+        apply_agent_differences(&mut manifest, request)?;
+        Ok(manifest)
+    }
+}
+
+agent_plugin_sdk::export_plugin!(Stock);
+
+fn apply_agent_differences(manifest: &mut Value, request: &Request) -> Result<(), Error> {
+    name_deterministically(manifest, &request.job_name_suffix)?;
+    let pod = job::pod_spec(manifest)?;
+    pod.remove("parallelism");
+    pod.remove("completions");
+    for secret in &request.agent.image_pull_secrets {
+        job::add_named(pod, "imagePullSecrets", json!({ "name": secret }))?;
+    }
+    if let Some(secret) = &request.agent.api_key_secret {
+        let container = job::containers(manifest)?.into_iter().next().expect("checked by the template validation");
+        let has_key = container
+            .get("env")
+            .and_then(Value::as_array)
+            .is_some_and(|env| env.iter().any(|e| e.get("name") == Some(&json!("PREFECT_API_KEY"))));
+        if !has_key {
+            job::set_env(
+                container,
+                json!({"name": "PREFECT_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `generateName: "etl-"` + suffix `k3x9a2b1` → `name: "etl-k3x9a2b1"`. A name the template
+/// fixes is kept.
+fn name_deterministically(manifest: &mut Value, suffix: &str) -> Result<(), Error> {
+    let metadata = job::object_at(manifest, &["metadata"])?;
+    let prefix = metadata.remove("generateName");
+    if metadata.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+        return Ok(());
+    }
+    let prefix = prefix.as_ref().and_then(Value::as_str).unwrap_or("prefect-job-");
+    metadata.insert("name".into(), json!(format!("{prefix}{suffix}")));
+    Ok(())
+}

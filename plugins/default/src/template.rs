@@ -1,0 +1,260 @@
+//! Prefect's job template language: `{{ name }}` placeholders, as `prefect.utilities.templating`
+//! applies them.
+//!
+//! A string that is exactly one placeholder takes the variable's JSON value (any type); a
+//! placeholder inside a longer string is interpolated with Python's `str()` of the value; a key
+//! or list item whose whole-value placeholder has no value is removed. Block and variable
+//! placeholders (`{{ prefect.blocks.… }}`, `{{ prefect.variables.… }}`) are left for the host,
+//! which can read them from the Prefect API; `{{ $ENV }}` placeholders are never resolved,
+//! because plugins have no environment.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Standard,
+    EnvVar,
+    Block,
+    Variable,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Placeholder<'a> {
+    full_match: &'a str,
+    name: &'a str,
+    kind: Kind,
+}
+
+/// The placeholders of `text`, left to right, each once (Python collects them in a set).
+fn find_placeholders(text: &str) -> Vec<Placeholder<'_>> {
+    let mut found: Vec<Placeholder<'_>> = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = text[at..].find("{{") {
+        let start = at + offset;
+        match match_placeholder(text, start) {
+            Some((end, name)) => {
+                let full_match = &text[start..end];
+                if !found.iter().any(|p| p.full_match == full_match) {
+                    found.push(Placeholder { full_match, name, kind: kind_of(name) });
+                }
+                at = end;
+            }
+            None => at = start + 1,
+        }
+    }
+    found
+}
+
+/// Matches `{{\s*([\w\.\-\[\]$]+)\s*}}` at `start`; returns the end and the name.
+fn match_placeholder(text: &str, start: usize) -> Option<(usize, &str)> {
+    let rest = &text[start + 2..];
+    let name_start = rest.len() - rest.trim_start().len();
+    let after_space = &rest[name_start..];
+    let name_len = after_space
+        .char_indices()
+        .find(|&(_, c)| !is_name_char(c))
+        .map_or(after_space.len(), |(i, _)| i);
+    if name_len == 0 {
+        return None;
+    }
+    let name = &after_space[..name_len];
+    let tail = &after_space[name_len..];
+    let closing = tail.trim_start();
+    closing.starts_with("}}").then(|| {
+        let end = start + 2 + name_start + name_len + (tail.len() - closing.len()) + 2;
+        (end, name)
+    })
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']' | '$')
+}
+
+fn kind_of(name: &str) -> Kind {
+    if name.starts_with("prefect.blocks.") {
+        Kind::Block
+    } else if name.starts_with("prefect.variables.") {
+        Kind::Variable
+    } else if name.starts_with('$') {
+        Kind::EnvVar
+    } else {
+        Kind::Standard
+    }
+}
+
+/// Whether `text` holds any placeholder.
+pub fn has_placeholders(text: &str) -> bool {
+    !find_placeholders(text).is_empty()
+}
+
+/// Applies `values` to `template`; `None` means "not set" (the caller drops the key).
+pub fn apply_values(template: &Value, values: &Map<String, Value>) -> Option<Value> {
+    match template {
+        Value::String(text) => apply_to_string(text, values),
+        Value::Object(map) => Some(Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| apply_values(v, values).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+        Value::Array(items) => Some(Value::Array(
+            items.iter().filter_map(|v| apply_values(v, values)).collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+fn apply_to_string(text: &str, values: &Map<String, Value>) -> Option<Value> {
+    let placeholders = find_placeholders(text);
+    if let [only] = placeholders.as_slice()
+        && only.full_match == text
+        && only.kind == Kind::Standard
+    {
+        return lookup(values, only.name).cloned();
+    }
+    let mut rendered = text.to_string();
+    for placeholder in &placeholders {
+        let value = match placeholder.kind {
+            Kind::Standard => lookup(values, placeholder.name),
+            Kind::EnvVar => None,
+            Kind::Block | Kind::Variable => continue,
+        };
+        let replacement = value.map(python_str).unwrap_or_default();
+        rendered = rendered.replace(placeholder.full_match, &replacement);
+    }
+    Some(Value::String(rendered))
+}
+
+/// `prefect.utilities.collections.get_from_dict`: `a.b[0].c` walks objects and lists.
+pub fn lookup<'a>(values: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let path = name.replace('[', ".").replace(']', "");
+    let mut keys = path.split('.');
+    let mut here = values.get(keys.next()?)?;
+    for key in keys {
+        here = match (here, key.parse::<i64>()) {
+            (Value::Array(items), Ok(index)) => {
+                let len = items.len() as i64;
+                let index = if index < 0 { len + index } else { index };
+                items.get(usize::try_from(index).ok()?)?
+            }
+            // Python indexes a dict with the int key, which a JSON object never has.
+            (_, Ok(_)) => return None,
+            (Value::Object(map), Err(_)) => map.get(key)?,
+            _ => return None,
+        };
+    }
+    Some(here)
+}
+
+/// Python's `str()` of a JSON value, as Prefect interpolates it into a string.
+pub fn python_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => python_repr(other),
+    }
+}
+
+fn python_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => python_number(n),
+        Value::String(s) => python_string_repr(s),
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", "))
+        }
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", python_string_repr(k), python_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn python_number(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if !n.is_i64() && !n.is_u64() => {
+            if f.fract() == 0.0 && f.abs() < 1e16 {
+                format!("{f:.1}")
+            } else {
+                format!("{f}")
+            }
+        }
+        _ => n.to_string(),
+    }
+}
+
+fn python_string_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c)
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values() -> Map<String, Value> {
+        json!({"image": "x:1", "n": 3, "env": {"A": "1"}, "list": [1, {"k": "v"}], "flag": true, "off": null})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn whole_value_placeholders_take_typed_values() {
+        let rendered = apply_values(&json!({"a": "{{ n }}", "b": "{{env}}", "c": "{{ list[1].k }}"}), &values());
+        assert_eq!(rendered, Some(json!({"a": 3, "b": {"A": "1"}, "c": "v"})));
+    }
+
+    #[test]
+    fn unset_placeholders_drop_their_key_and_list_item() {
+        let rendered = apply_values(&json!({"a": "{{ missing }}", "b": ["{{ missing }}", "{{ n }}"]}), &values());
+        assert_eq!(rendered, Some(json!({"b": [3]})));
+    }
+
+    #[test]
+    fn a_null_value_is_kept_as_null() {
+        assert_eq!(apply_values(&json!({"a": "{{ off }}"}), &values()), Some(json!({"a": null})));
+    }
+
+    #[test]
+    fn placeholders_inside_strings_interpolate_python_str() {
+        let cases = [
+            ("img-{{ image }}", "img-x:1"),
+            ("{{ n }}-{{ n }}", "3-3"),
+            ("{{ flag }}/{{ off }}/{{ missing }}", "True/None/"),
+            ("{{ env }}!", "{'A': '1'}!"),
+            ("{{ $HOME }}x", "x"),
+            ("{{ prefect.blocks.secret.k }}", "{{ prefect.blocks.secret.k }}"),
+            ("{ {n}} {{n}", "{ {n}} {{n}"),
+        ];
+        for (template, expected) in cases {
+            assert_eq!(apply_values(&json!(template), &values()), Some(json!(expected)), "{template}");
+        }
+    }
+
+    #[test]
+    fn float_values_print_as_python_does() {
+        assert_eq!(python_str(&json!(1.0)), "1.0");
+        assert_eq!(python_str(&json!(0.5)), "0.5");
+    }
+}

@@ -1,0 +1,132 @@
+//! Small, safe edits of a Job held as JSON: the paths every plugin needs.
+//!
+//! Missing objects on the way are created; a value of the wrong type on the way is an error
+//! naming its path, never a panic.
+
+use crate::{Error, fault};
+use serde_json::{Map, Value};
+
+/// The object at `path` (keys from the root), created empty where missing.
+pub fn object_at<'a>(job: &'a mut Value, path: &[&str]) -> Result<&'a mut Map<String, Value>, Error> {
+    let mut here = job;
+    let mut walked = String::new();
+    for key in path {
+        walked.push('.');
+        walked.push_str(key);
+        let map = here
+            .as_object_mut()
+            .ok_or_else(|| fault(format!("Job field {} is not an object", parent(&walked))))?;
+        here = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    }
+    if here.is_null() {
+        *here = Value::Object(Map::new());
+    }
+    let path_text = if walked.is_empty() { ".".to_string() } else { walked };
+    here.as_object_mut()
+        .ok_or_else(|| fault(format!("Job field {path_text} is not an object")))
+}
+
+fn parent(path: &str) -> &str {
+    match path.rfind('.') {
+        Some(0) | None => ".",
+        Some(i) => &path[..i],
+    }
+}
+
+/// The object at `key` of `object`, created empty where missing.
+pub fn object_at_map<'a>(object: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Map<String, Value>, Error> {
+    let slot = object.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut()
+        .ok_or_else(|| fault(format!("Job field {key} is not an object")))
+}
+
+/// `spec.template.spec`: the pod spec.
+pub fn pod_spec(job: &mut Value) -> Result<&mut Map<String, Value>, Error> {
+    object_at(job, &["spec", "template", "spec"])
+}
+
+/// The array at `key` of `object`, created empty where missing.
+pub fn array_at<'a>(object: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Vec<Value>, Error> {
+    let slot = object.entry(key.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+    if slot.is_null() {
+        *slot = Value::Array(Vec::new());
+    }
+    slot.as_array_mut()
+        .ok_or_else(|| fault(format!("Job field {key} is not a list")))
+}
+
+/// Every container of the pod, as objects (init containers are left alone).
+pub fn containers(job: &mut Value) -> Result<Vec<&mut Map<String, Value>>, Error> {
+    array_at(pod_spec(job)?, "containers")?
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| {
+            c.as_object_mut()
+                .ok_or_else(|| fault(format!("Job field .spec.template.spec.containers[{i}] is not an object")))
+        })
+        .collect()
+}
+
+/// Sets env `name` on a container: replaces an entry of that name, or appends one.
+pub fn set_env(container: &mut Map<String, Value>, entry: Value) -> Result<(), Error> {
+    let name = entry.get("name").cloned();
+    let env = array_at(container, "env")?;
+    match env.iter_mut().find(|e| e.get("name") == name.as_ref()) {
+        Some(existing) => *existing = entry,
+        None => env.push(entry),
+    }
+    Ok(())
+}
+
+/// Sets `key=value` in the labels of the Job and of its pod template.
+pub fn set_label(job: &mut Value, key: &str, value: &str) -> Result<(), Error> {
+    for path in [&["metadata", "labels"][..], &["spec", "template", "metadata", "labels"][..]] {
+        object_at(job, path)?.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(())
+}
+
+/// Appends `item` to the list `key` of `object` unless an item with the same `name` is there.
+pub fn add_named(object: &mut Map<String, Value>, key: &str, item: Value) -> Result<bool, Error> {
+    let list = array_at(object, key)?;
+    let name = item.get("name");
+    if name.is_some() && list.iter().any(|existing| existing.get("name") == name) {
+        return Ok(false);
+    }
+    list.push(item);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn object_at_creates_missing_objects() {
+        let mut job = json!({"spec": {}});
+        object_at(&mut job, &["spec", "template", "metadata"]).unwrap().insert("a".into(), json!(1));
+        assert_eq!(job, json!({"spec": {"template": {"metadata": {"a": 1}}}}));
+    }
+
+    #[test]
+    fn object_at_names_the_field_of_the_wrong_type() {
+        let mut job = json!({"spec": {"template": []}});
+        let Error::Fault(message) = object_at(&mut job, &["spec", "template", "spec"]).unwrap_err() else {
+            panic!("expected a fault")
+        };
+        assert_eq!(message, "Job field .spec.template is not an object");
+    }
+
+    #[test]
+    fn set_env_replaces_by_name() {
+        let mut c = json!({"env": [{"name": "A", "value": "1"}]});
+        let c = c.as_object_mut().unwrap();
+        set_env(c, json!({"name": "A", "value": "2"})).unwrap();
+        set_env(c, json!({"name": "B", "value": "3"})).unwrap();
+        assert_eq!(c["env"], json!([{"name": "A", "value": "2"}, {"name": "B", "value": "3"}]));
+    }
+}
