@@ -1,0 +1,126 @@
+//! From flags to working parts: the plugin runtime and chain, the agent settings plugins see,
+//! the base job template. Shared by every command that builds Jobs.
+
+use crate::cli::{AgentArgs, PluginArgs};
+use crate::plugins::{AgentSettings, Chain, Link, PluginSpec, Runtime, RuntimeOptions, SecretKeyRef};
+use crate::stock::{STOCK_PLUGIN, STOCK_PLUGIN_NAME, stock_template};
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// Loads the stock plugin and then `args.plugins`, checking every `--plugin-config` and
+/// `--plugin-limit` names a loaded plugin.
+pub fn plugin_chain(args: &PluginArgs) -> anyhow::Result<(Runtime, Chain)> {
+    let stock = PluginSpec::builtin(STOCK_PLUGIN_NAME);
+    let specs: Vec<&PluginSpec> = std::iter::once(&stock).chain(&args.plugins).collect();
+    let mut names: Vec<&str> = Vec::new();
+    for spec in &specs {
+        if names.contains(&spec.name.as_str()) {
+            bail!("two plugins are named {:?}; name one explicitly with --plugin NAME=PATH", spec.name);
+        }
+        names.push(&spec.name);
+    }
+    for setting in args.plugin_config.iter().chain(&args.plugin_limits) {
+        if !names.contains(&setting.plugin.as_str()) {
+            bail!(
+                "{}.{}: no plugin named {:?} is loaded (loaded: {})",
+                setting.plugin,
+                setting.key,
+                setting.plugin,
+                names.join(", ")
+            );
+        }
+    }
+    let limits = specs
+        .iter()
+        .map(|spec| args.limits_for(&spec.name).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut largest = limits[0];
+    largest.memory_bytes = limits.iter().map(|l| l.memory_bytes).max().unwrap_or(largest.memory_bytes);
+    let options = RuntimeOptions {
+        cache_dir: if args.no_plugin_cache { None } else { args.plugin_cache.clone().or_else(crate::plugins::default_cache_dir) },
+        largest,
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::new(&options).context("starting the plugin runtime")?;
+    let mut links = Vec::new();
+    for (spec, limits) in specs.into_iter().zip(limits) {
+        let plugin = if spec.name == STOCK_PLUGIN_NAME && std::ptr::eq(spec, &stock) {
+            runtime.load_bytes(spec, STOCK_PLUGIN, limits)?
+        } else {
+            runtime.load(spec, limits)?
+        };
+        tracing::debug!(
+            plugin = %plugin.name,
+            sha256 = %plugin.sha256,
+            size = plugin.size,
+            compile_ms = plugin.compile_time.as_millis() as u64,
+            cached = plugin.from_cache,
+            "plugin loaded"
+        );
+        let config = args
+            .plugin_config
+            .iter()
+            .filter(|s| s.plugin == plugin.name)
+            .map(|s| (s.key.clone(), s.value.clone()))
+            .collect();
+        links.push(Link { plugin, config });
+    }
+    Ok((runtime, Chain::new(links)))
+}
+
+/// What plugins are told about the agent.
+pub fn agent_settings(args: &AgentArgs, prefect_version: Option<String>) -> AgentSettings {
+    AgentSettings {
+        name: args.name.clone(),
+        namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
+        api_url: args.api_url.clone(),
+        api_key_secret: args.api_key_secret.clone().map(|(name, key)| SecretKeyRef { name, key }),
+        service_account_name: args.service_account_name.clone(),
+        image_pull_secrets: args.image_pull_secrets.clone(),
+        env: args.env.clone(),
+        labels: args.job_labels.clone(),
+        default_image: args.default_image.clone(),
+        prefect_version,
+    }
+}
+
+/// The job variables the agent's flags set, between the pool's defaults and the deployment's.
+pub fn agent_job_variables(args: &AgentArgs) -> Map<String, Value> {
+    let mut variables = Map::new();
+    if let Some(namespace) = &args.namespace {
+        variables.insert("namespace".into(), json!(namespace));
+    }
+    if let Some(account) = &args.service_account_name {
+        variables.insert("service_account_name".into(), json!(account));
+    }
+    variables
+}
+
+/// The base job template to use: the pool's, or the stock one; `replacement` (from
+/// `--template`) replaces it whole when it is a base job template, or only its Job manifest
+/// when it is a plain Job.
+pub fn base_job_template(pool_template: Option<&Value>, replacement: Option<&Value>) -> anyhow::Result<Value> {
+    let pool = pool_template.filter(|t| t.get("job_configuration").is_some()).cloned().unwrap_or_else(stock_template);
+    match replacement {
+        None => Ok(pool),
+        Some(template) if template.get("job_configuration").is_some() => Ok(template.clone()),
+        Some(job) if job.get("kind").and_then(Value::as_str) == Some("Job") => {
+            let mut template = pool;
+            template["job_configuration"]["job_manifest"] = job.clone();
+            Ok(template)
+        }
+        Some(_) => bail!("the template is neither a base job template (with `job_configuration`) nor a Job manifest (`kind: Job`)"),
+    }
+}
+
+/// Reads a JSON or YAML file into a value, naming the file in every error.
+pub fn read_document(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    if is_json {
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+    } else {
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))
+    }
+}

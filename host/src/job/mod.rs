@@ -1,0 +1,74 @@
+//! What the Job must be after the chain, whatever the plugins did: the host's tracking labels
+//! and name, the agent's namespace, the strict Kubernetes schema and the API server's rules.
+//! An invalid Job fails its run with the field's path and the plugin that last changed it.
+
+pub mod diff;
+mod invariants;
+mod schema;
+
+pub use invariants::{AGENT_LABEL, CLAIM_LABEL, FLOW_RUN_LABEL, TRACKING_LABELS, Tracking, label_value};
+
+use crate::plugins::ChainOutcome;
+use serde_json::Value;
+
+/// The Job the chain made breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Job{}: {path}: {message}", blame(plugin))]
+pub struct InvalidJob {
+    /// The plugin that last changed the field, when one did.
+    pub plugin: Option<String>,
+    /// JSON path of the field, like `.spec.template.spec.restartPolicy`.
+    pub path: String,
+    pub message: String,
+}
+
+fn blame(plugin: &Option<String>) -> String {
+    plugin.as_ref().map(|p| format!(" (field last changed by plugin {p})")).unwrap_or_default()
+}
+
+/// Applies the host's invariants to the chain's Job and checks it; returns the Job to create.
+pub fn finalize(outcome: &ChainOutcome, tracking: &Tracking) -> Result<Value, InvalidJob> {
+    let mut job = outcome.job.clone();
+    let blame = |pointer: &str| outcome.last_changed(pointer).map(str::to_string);
+    invariants::apply(&mut job, tracking).map_err(|(pointer, message)| InvalidJob {
+        plugin: blame(&pointer),
+        path: dotted(&pointer),
+        message,
+    })?;
+    let problems = schema::job_problems(&job).into_iter().chain(invariants::api_server_rules(&job));
+    if let Some((pointer, message)) = problems.into_iter().next() {
+        return Err(InvalidJob { plugin: blame(&pointer), path: dotted(&pointer), message });
+    }
+    Ok(job)
+}
+
+/// `/spec/template/spec/containers/0/name` → `.spec.template.spec.containers[0].name`.
+pub fn dotted(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return ".".into();
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|segment| {
+            let segment = segment.replace("~1", "/").replace("~0", "~");
+            if segment.chars().all(|c| c.is_ascii_digit()) && !segment.is_empty() {
+                format!("[{segment}]")
+            } else {
+                format!(".{segment}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dotted;
+
+    #[test]
+    fn pointers_read_as_field_paths() {
+        assert_eq!(dotted("/spec/template/spec/containers/0/name"), ".spec.template.spec.containers[0].name");
+        assert_eq!(dotted("/metadata/labels/prefect.io~1flow-run-id"), ".metadata.labels.prefect.io/flow-run-id");
+        assert_eq!(dotted(""), ".");
+    }
+}

@@ -1,0 +1,16 @@
+//! agent: takes flow runs from a Prefect 3 server and runs each as a Kubernetes Job whose spec
+//! is decided by a chain of sandboxed WebAssembly plugins.
+//!
+//! Modules by responsibility: `prefect` (API shapes), `request` (what plugins are told),
+//! `plugins` (the wasm runtime and chain), `job` (what every Job must satisfy), `render` (the
+//! `agent render` command), `cli` (flags).
+
+pub mod assemble;
+pub mod cli;
+pub mod job;
+pub mod plugins;
+pub mod prefect;
+pub mod render;
+pub mod request;
+pub mod stock;
+pub mod yaml;

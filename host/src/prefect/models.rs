@@ -1,0 +1,66 @@
+//! The parts of Prefect 3's API objects the agent uses, as the REST API returns them. Unknown
+//! fields are ignored, missing optional ones default, so newer servers keep working.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FlowRun {
+    pub id: String,
+    pub name: String,
+    pub flow_id: String,
+    #[serde(default)]
+    pub deployment_id: Option<String>,
+    #[serde(default)]
+    pub work_queue_name: Option<String>,
+    #[serde(default)]
+    pub work_pool_name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub labels: Map<String, Value>,
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    #[serde(default)]
+    pub run_count: u32,
+    #[serde(default)]
+    pub job_variables: Option<Map<String, Value>>,
+    /// The current state's id; after a claim, the id of the PENDING state the claim created.
+    #[serde(default)]
+    pub state_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Flow {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub updated: Option<String>,
+    #[serde(default)]
+    pub job_variables: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkPool {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub base_job_template: Value,
+}
+
+/// A flow run with what it belongs to: everything needed to build its Job.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunContext {
+    pub flow_run: FlowRun,
+    pub flow: Flow,
+    #[serde(default)]
+    pub deployment: Option<Deployment>,
+    #[serde(default)]
+    pub work_pool: Option<WorkPool>,
+}

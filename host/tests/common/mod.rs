@@ -1,0 +1,46 @@
+//! Helpers for the host's end-to-end tests: run the real `agent` binary.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The result of one `agent` invocation.
+pub struct Run {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.status, Some(0), "agent failed:\n{}", self.stderr);
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `agent ARGS...` with a throwaway plugin cache.
+pub fn agent<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let cache = tempfile::tempdir().expect("a temp dir");
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(args)
+        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env_remove("PREFECT_API_URL")
+        .env("AGENT_LOG", "warn")
+        .output()
+        .expect("running the agent binary");
+    Run {
+        status: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `path` as a string argument.
+pub fn arg(path: &Path) -> String {
+    path.to_str().expect("a UTF-8 path").to_string()
+}
