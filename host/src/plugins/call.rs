@@ -111,12 +111,24 @@ impl Plugin {
         }
         let kind = if instantiating && error.downcast_ref::<Trap>().is_none() { FaultKind::Instantiate } else { FaultKind::Trap };
         let mut detail = error.root_cause().to_string();
-        let printed = String::from_utf8_lossy(stderr);
-        if let Some(last) = printed.lines().rev().find(|l| !l.trim().is_empty()) {
-            detail.push_str(&format!("; it printed: {}", last.trim()));
+        let printed = last_words(stderr);
+        if !printed.is_empty() {
+            detail.push_str(&format!("; it printed: {printed}"));
         }
         CallError::fault(&self.name, kind, detail)
     }
+}
+
+/// The last lines a plugin printed before failing (a Rust panic's location and message),
+/// without the runtime's hint about backtraces.
+fn last_words(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    lines[lines.len().saturating_sub(3)..].join(" ")
 }
 
 fn forward_output(plugin: &str, stream: &str, bytes: &[u8]) {
