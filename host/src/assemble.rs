@@ -2,7 +2,9 @@
 //! the base job template. Shared by every command that builds Jobs.
 
 use crate::cli::{AgentArgs, PluginArgs};
-use crate::plugins::{AgentSettings, Chain, Link, PluginSpec, Runtime, RuntimeOptions, SecretKeyRef};
+use crate::plugins::{
+    AgentSettings, Chain, Link, PluginSpec, Runtime, RuntimeOptions, SecretKeyRef,
+};
 use crate::stock::{STOCK_PLUGIN, STOCK_PLUGIN_NAME, stock_template};
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
@@ -16,7 +18,10 @@ pub fn plugin_chain(args: &PluginArgs) -> anyhow::Result<(Runtime, Chain)> {
     let mut names: Vec<&str> = Vec::new();
     for spec in &specs {
         if names.contains(&spec.name.as_str()) {
-            bail!("two plugins are named {:?}; name one explicitly with --plugin NAME=PATH", spec.name);
+            bail!(
+                "two plugins are named {:?}; name one explicitly with --plugin NAME=PATH",
+                spec.name
+            );
         }
         names.push(&spec.name);
     }
@@ -35,17 +40,23 @@ pub fn plugin_chain(args: &PluginArgs) -> anyhow::Result<(Runtime, Chain)> {
         .iter()
         .map(|spec| args.limits_for(&spec.name).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut largest = limits[0];
-    largest.memory_bytes = limits.iter().map(|l| l.memory_bytes).max().unwrap_or(largest.memory_bytes);
+    let largest = limits.iter().fold(limits[0], |a, b| a.max(b));
     let options = RuntimeOptions {
-        cache_dir: if args.no_plugin_cache { None } else { args.plugin_cache.clone().or_else(crate::plugins::default_cache_dir) },
+        cache_dir: if args.no_plugin_cache {
+            None
+        } else {
+            args.plugin_cache
+                .clone()
+                .or_else(crate::plugins::default_cache_dir)
+        },
         largest,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::new(&options).context("starting the plugin runtime")?;
     let mut links = Vec::new();
-    for (spec, limits) in specs.into_iter().zip(limits) {
-        let plugin = if spec.name == STOCK_PLUGIN_NAME && std::ptr::eq(spec, &stock) {
+    for (index, (spec, limits)) in specs.into_iter().zip(limits).enumerate() {
+        // The first is the stock plugin, built into this binary.
+        let plugin = if index == 0 {
             runtime.load_bytes(spec, STOCK_PLUGIN, limits)?
         } else {
             runtime.load(spec, limits)?
@@ -75,7 +86,10 @@ pub fn agent_settings(args: &AgentArgs, prefect_version: Option<String>) -> Agen
         name: args.name.clone(),
         namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
         api_url: args.api_url.clone(),
-        api_key_secret: args.api_key_secret.clone().map(|(name, key)| SecretKeyRef { name, key }),
+        api_key_secret: args
+            .api_key_secret
+            .clone()
+            .map(|(name, key)| SecretKeyRef { name, key }),
         service_account_name: args.service_account_name.clone(),
         image_pull_secrets: args.image_pull_secrets.clone(),
         env: args.env.clone(),
@@ -100,8 +114,14 @@ pub fn agent_job_variables(args: &AgentArgs) -> Map<String, Value> {
 /// The base job template to use: the pool's, or the stock one; `replacement` (from
 /// `--template`) replaces it whole when it is a base job template, or only its Job manifest
 /// when it is a plain Job.
-pub fn base_job_template(pool_template: Option<&Value>, replacement: Option<&Value>) -> anyhow::Result<Value> {
-    let pool = pool_template.filter(|t| t.get("job_configuration").is_some()).cloned().unwrap_or_else(stock_template);
+pub fn base_job_template(
+    pool_template: Option<&Value>,
+    replacement: Option<&Value>,
+) -> anyhow::Result<Value> {
+    let pool = pool_template
+        .filter(|t| t.get("job_configuration").is_some())
+        .cloned()
+        .unwrap_or_else(stock_template);
     match replacement {
         None => Ok(pool),
         Some(template) if template.get("job_configuration").is_some() => Ok(template.clone()),
@@ -110,17 +130,22 @@ pub fn base_job_template(pool_template: Option<&Value>, replacement: Option<&Val
             template["job_configuration"]["job_manifest"] = job.clone();
             Ok(template)
         }
-        Some(_) => bail!("the template is neither a base job template (with `job_configuration`) nor a Job manifest (`kind: Job`)"),
+        Some(_) => bail!(
+            "the template is neither a base job template (with `job_configuration`) nor a Job manifest (`kind: Job`)"
+        ),
     }
 }
 
 /// Reads a JSON or YAML file into a value, naming the file in every error.
 pub fn read_document(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_json =
+        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     if is_json {
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
     } else {
-        serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))
+        serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("{} is not valid YAML", path.display()))
     }
 }

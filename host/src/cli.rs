@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "agent", version, about = "Runs Prefect 3 flow runs as Kubernetes Jobs built by WebAssembly plugins")]
+#[command(
+    name = "agent",
+    version,
+    about = "Runs Prefect 3 flow runs as Kubernetes Jobs built by WebAssembly plugins"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -95,7 +99,11 @@ pub struct AgentArgs {
     #[arg(long = "job-label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub job_labels: Vec<(String, String)>,
     /// Image for flow runs whose template and job variables name none.
-    #[arg(long, env = "AGENT_DEFAULT_IMAGE", default_value = "prefecthq/prefect:3-latest")]
+    #[arg(
+        long,
+        env = "AGENT_DEFAULT_IMAGE",
+        default_value = "prefecthq/prefect:3-latest"
+    )]
     pub default_image: String,
 }
 
@@ -116,7 +124,9 @@ pub struct PluginArgs {
     /// Linear memory one plugin call may use (like 64MiB, 1GiB).
     #[arg(long, env = "AGENT_PLUGIN_MEMORY", default_value = "64MiB", value_parser = parse_bytes)]
     pub plugin_memory: usize,
-    /// A limit for one plugin: NAME.timeout=DURATION or NAME.memory=SIZE (repeatable).
+    /// A limit for one plugin (repeatable): NAME.timeout=DURATION, NAME.memory=SIZE,
+    /// NAME.instances=N, NAME.tables=N, NAME.table-elements=N (defaults 2s, 64MiB, 32, 32,
+    /// 100000; timeout and memory default to --plugin-timeout and --plugin-memory).
     #[arg(long = "plugin-limit", value_name = "NAME.LIMIT=VALUE", value_parser = parse_plugin_setting)]
     pub plugin_limits: Vec<PluginSetting>,
     /// Where compiled plugins are kept between runs [default: the user's cache dir]
@@ -138,17 +148,44 @@ pub struct PluginSetting {
 impl PluginArgs {
     /// The limits of plugin `name`: the common flags, then its own `--plugin-limit`s.
     pub fn limits_for(&self, name: &str) -> Result<Limits, String> {
-        let mut limits = Limits { timeout: self.plugin_timeout, memory_bytes: self.plugin_memory, ..Limits::default() };
+        let mut limits = Limits {
+            timeout: self.plugin_timeout,
+            memory_bytes: self.plugin_memory,
+            ..Limits::default()
+        };
         for setting in self.plugin_limits.iter().filter(|s| s.plugin == name) {
-            let flag = format!("--plugin-limit {}.{}={}", setting.plugin, setting.key, setting.value);
+            let flag = format!(
+                "--plugin-limit {}.{}={}",
+                setting.plugin, setting.key, setting.value
+            );
             match setting.key.as_str() {
-                "timeout" => limits.timeout = humantime::parse_duration(&setting.value).map_err(|e| format!("{flag}: {e}"))?,
-                "memory" => limits.memory_bytes = parse_bytes(&setting.value).map_err(|e| format!("{flag}: {e}"))?,
-                other => return Err(format!("{flag}: unknown limit {other:?}; use timeout or memory")),
+                "timeout" => {
+                    limits.timeout = humantime::parse_duration(&setting.value)
+                        .map_err(|e| format!("{flag}: {e}"))?
+                }
+                "memory" => {
+                    limits.memory_bytes =
+                        parse_bytes(&setting.value).map_err(|e| format!("{flag}: {e}"))?
+                }
+                "instances" => limits.instances = parse_count(&setting.value, &flag)?,
+                "tables" => limits.tables = parse_count(&setting.value, &flag)?,
+                "table-elements" => limits.table_elements = parse_count(&setting.value, &flag)?,
+                other => {
+                    return Err(format!(
+                        "{flag}: unknown limit {other:?}; use timeout, memory, instances, tables or table-elements"
+                    ));
+                }
             }
         }
         Ok(limits)
     }
+}
+
+fn parse_count(text: &str, flag: &str) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{flag}: expected a positive whole number"))
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -160,27 +197,39 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 fn parse_secret_ref(text: &str) -> Result<(String, String), String> {
     match text.split_once('/') {
-        Some((name, key)) if !name.is_empty() && !key.is_empty() => Ok((name.to_string(), key.to_string())),
+        Some((name, key)) if !name.is_empty() && !key.is_empty() => {
+            Ok((name.to_string(), key.to_string()))
+        }
         _ => Err(format!("{text:?} is not SECRET-NAME/KEY")),
     }
 }
 
 fn parse_plugin_setting(text: &str) -> Result<PluginSetting, String> {
-    let (path, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME.KEY=VALUE"))?;
+    let (path, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME.KEY=VALUE"))?;
     match path.split_once('.') {
-        Some((plugin, key)) if !plugin.is_empty() && !key.is_empty() => {
-            Ok(PluginSetting { plugin: plugin.into(), key: key.into(), value: value.into() })
-        }
-        _ => Err(format!("{text:?} is not NAME.KEY=VALUE (NAME is the plugin's name)")),
+        Some((plugin, key)) if !plugin.is_empty() && !key.is_empty() => Ok(PluginSetting {
+            plugin: plugin.into(),
+            key: key.into(),
+            value: value.into(),
+        }),
+        _ => Err(format!(
+            "{text:?} is not NAME.KEY=VALUE (NAME is the plugin's name)"
+        )),
     }
 }
 
 /// `64MiB`, `1GiB`, `512KiB`, `100MB`, `1048576`.
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().map_err(|_| format!("{text:?} is not a size like 64MiB"))?;
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 64MiB"))?;
     let factor: usize = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "Ki" => 1 << 10,
@@ -189,9 +238,15 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         "KB" | "K" => 1_000,
         "MB" | "M" => 1_000_000,
         "GB" | "G" => 1_000_000_000,
-        other => return Err(format!("{text:?}: unknown unit {other:?}; use KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use KiB, MiB or GiB"
+            ));
+        }
     };
-    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 pub fn init_logging(filter: &str, format: LogFormat) {
@@ -199,7 +254,9 @@ pub fn init_logging(filter: &str, format: LogFormat) {
         eprintln!("warning: --log {filter:?} is not a valid filter ({e}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -222,7 +279,11 @@ mod tests {
     fn plugin_settings_split_at_the_first_dot() {
         assert_eq!(
             parse_plugin_setting("resources.cpu.max=2"),
-            Ok(PluginSetting { plugin: "resources".into(), key: "cpu.max".into(), value: "2".into() })
+            Ok(PluginSetting {
+                plugin: "resources".into(),
+                key: "cpu.max".into(),
+                value: "2".into()
+            })
         );
         assert!(parse_plugin_setting("noequals").is_err());
     }

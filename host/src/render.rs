@@ -18,7 +18,10 @@ pub fn main(args: RenderArgs) -> ExitCode {
     match render(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let rejected = matches!(error.downcast_ref::<CallError>(), Some(CallError::Rejected { .. }));
+            let rejected = matches!(
+                error.downcast_ref::<CallError>(),
+                Some(CallError::Rejected { .. })
+            );
             eprintln!("error: {error:#}");
             ExitCode::from(if rejected { EXIT_REJECTED } else { 1 })
         }
@@ -29,14 +32,31 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
     let document = assemble::read_document(&args.flow_run)?;
     let run: RunContext = serde_json::from_value(document)
         .with_context(|| format!("{} does not describe a flow run (expected flow_run, flow, and optionally deployment and work_pool)", args.flow_run.display()))?;
-    let replacement = args.template.as_deref().map(assemble::read_document).transpose()?;
+    let replacement = args
+        .template
+        .as_deref()
+        .map(assemble::read_document)
+        .transpose()?;
     let pool_template = run.work_pool.as_ref().map(|p| &p.base_job_template);
-    let template = assemble::base_job_template(pool_template, replacement.as_ref())
-        .with_context(|| format!("--template {}", args.template.as_deref().unwrap_or_else(|| "".as_ref()).display()))?;
+    let template =
+        assemble::base_job_template(pool_template, replacement.as_ref()).with_context(|| {
+            format!(
+                "--template {}",
+                args.template
+                    .as_deref()
+                    .unwrap_or_else(|| "".as_ref())
+                    .display()
+            )
+        })?;
 
     let (_runtime, chain) = assemble::plugin_chain(&args.plugins)?;
     let settings = assemble::agent_settings(&args.agent, args.prefect_version.clone());
-    let request = build_request(&run, settings, &assemble::agent_job_variables(&args.agent), &template);
+    let request = build_request(
+        &run,
+        settings,
+        &assemble::agent_job_variables(&args.agent),
+        &template,
+    );
     let tracking = Tracking {
         flow_run_id: run.flow_run.id.clone(),
         claim: request.job_name_suffix.clone(),
@@ -44,16 +64,21 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
         namespace: args.agent.namespace.clone(),
     };
 
-    let outcome = chain.run(&request).with_context(|| format!("flow run {}", run.flow_run.id))?;
+    let outcome = chain
+        .run(&request)
+        .with_context(|| format!("flow run {}", run.flow_run.id))?;
     if args.explain {
         explain(&outcome);
     }
-    let job = job::finalize(&outcome, &tracking).with_context(|| format!("flow run {}", run.flow_run.id))?;
+    let job = job::finalize(&outcome, &tracking)
+        .with_context(|| format!("flow run {}", run.flow_run.id))?;
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&job)? + "\n",
         OutputFormat::Yaml => crate::yaml::to_string(&job),
     };
-    std::io::stdout().write_all(text.as_bytes()).context("writing the Job to stdout")?;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing the Job to stdout")?;
     Ok(())
 }
 
@@ -61,7 +86,13 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
 fn explain(outcome: &ChainOutcome) {
     let mut err = std::io::stderr().lock();
     for step in &outcome.steps {
-        let _ = writeln!(err, "# plugin {} ({:.3} ms, {} changes)", step.plugin, step.duration.as_secs_f64() * 1e3, step.changes.len());
+        let _ = writeln!(
+            err,
+            "# plugin {} ({:.3} ms, {} changes)",
+            step.plugin,
+            step.duration.as_secs_f64() * 1e3,
+            step.changes.len()
+        );
         for change in &step.changes {
             let _ = writeln!(err, "#   {change}");
         }

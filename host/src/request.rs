@@ -3,20 +3,27 @@
 
 use crate::plugins::{AgentSettings, FlowRun as WitFlowRun, Request};
 use crate::prefect::models::RunContext;
-use sha2::{Digest, Sha256};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Builds the plugin request for `run`.
 ///
 /// `agent_variables` are the job variables the agent's own flags set (`--namespace`,
 /// `--service-account-name`): they override the pool's defaults and are overridden by the
 /// deployment and the flow run, as Prefect 1 agent flags were by a run's config.
-pub fn build_request(run: &RunContext, agent: AgentSettings, agent_variables: &Map<String, Value>, template: &Value) -> Request {
+pub fn build_request(
+    run: &RunContext,
+    agent: AgentSettings,
+    agent_variables: &Map<String, Value>,
+    template: &Value,
+) -> Request {
     let job_variables = merge_job_variables(
         template,
         [
             Some(agent_variables),
-            run.deployment.as_ref().and_then(|d| d.job_variables.as_ref()),
+            run.deployment
+                .as_ref()
+                .and_then(|d| d.job_variables.as_ref()),
             run.flow_run.job_variables.as_ref(),
         ],
     );
@@ -39,15 +46,28 @@ fn wit_flow_run(run: &RunContext) -> WitFlowRun {
         flow_name: run.flow.name.clone(),
         deployment_id: flow_run.deployment_id.clone(),
         deployment_name: run.deployment.as_ref().map(|d| d.name.clone()),
-        deployment_updated: run.deployment.as_ref().and_then(|d| d.updated.as_deref()).map(python_utc_isoformat),
+        deployment_updated: run
+            .deployment
+            .as_ref()
+            .and_then(|d| d.updated.as_deref())
+            .map(python_utc_isoformat),
         work_pool_id: run.work_pool.as_ref().map(|p| p.id.clone()),
-        work_pool_name: run.work_pool.as_ref().map(|p| p.name.clone()).or_else(|| flow_run.work_pool_name.clone()),
+        work_pool_name: run
+            .work_pool
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or_else(|| flow_run.work_pool_name.clone()),
         work_queue_name: flow_run.work_queue_name.clone(),
         tags: flow_run.tags.clone(),
         labels: flow_run
             .labels
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
             .collect(),
         parameters: Value::Object(flow_run.parameters.clone()).to_string(),
         run_count: flow_run.run_count,
@@ -56,13 +76,21 @@ fn wit_flow_run(run: &RunContext) -> WitFlowRun {
 
 /// Pool defaults < each layer in order; `env` objects merge key by key, everything else is
 /// replaced, as Prefect's worker merges deployment and flow run variables.
-pub fn merge_job_variables<'a>(template: &Value, layers: impl IntoIterator<Item = Option<&'a Map<String, Value>>>) -> Map<String, Value> {
+pub fn merge_job_variables<'a>(
+    template: &Value,
+    layers: impl IntoIterator<Item = Option<&'a Map<String, Value>>>,
+) -> Map<String, Value> {
     let mut merged: Map<String, Value> = template
         .pointer("/variables/properties")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|(name, schema)| Some((name.clone(), schema.get("default").filter(|d| !d.is_null())?.clone())))
+        .filter_map(|(name, schema)| {
+            Some((
+                name.clone(),
+                schema.get("default").filter(|d| !d.is_null())?.clone(),
+            ))
+        })
         .collect();
     for layer in layers.into_iter().flatten() {
         for (key, value) in layer {
@@ -84,9 +112,14 @@ pub fn merge_job_variables<'a>(template: &Value, layers: impl IntoIterator<Item 
 /// claim of the same run (after an eviction) a new one.
 pub fn job_name_suffix(flow_run_id: &str, claim_state_id: Option<&str>) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let digest = Sha256::digest(format!("{flow_run_id}/{}", claim_state_id.unwrap_or("unclaimed")));
+    let digest = Sha256::digest(format!(
+        "{flow_run_id}/{}",
+        claim_state_id.unwrap_or("unclaimed")
+    ));
     let bits = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    (0..8).map(|i| ALPHABET[((bits >> (59 - 5 * i)) & 31) as usize] as char).collect()
+    (0..8)
+        .map(|i| ALPHABET[((bits >> (59 - 5 * i)) & 31) as usize] as char)
+        .collect()
 }
 
 /// The timestamp as Python's `datetime.astimezone(UTC).isoformat()` writes it, which is how
@@ -95,7 +128,11 @@ fn python_utc_isoformat(timestamp: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(timestamp) {
         Ok(time) => {
             let utc = time.with_timezone(&chrono::Utc);
-            let fraction = if utc.timestamp_subsec_micros() == 0 { String::new() } else { utc.format(".%6f").to_string() };
+            let fraction = if utc.timestamp_subsec_micros() == 0 {
+                String::new()
+            } else {
+                utc.format(".%6f").to_string()
+            };
             format!("{}{fraction}+00:00", utc.format("%Y-%m-%dT%H:%M:%S"))
         }
         Err(_) => timestamp.to_string(),
@@ -115,7 +152,14 @@ mod tests {
         let agent = json!({"namespace": "jobs"});
         let deployment = json!({"env": {"X": "deployment"}, "image": "a:1"});
         let flow_run = json!({"env": {"RUN": "1"}, "image": "b:2"});
-        let merged = merge_job_variables(&template, [agent.as_object(), deployment.as_object(), flow_run.as_object()]);
+        let merged = merge_job_variables(
+            &template,
+            [
+                agent.as_object(),
+                deployment.as_object(),
+                flow_run.as_object(),
+            ],
+        );
         assert_eq!(
             Value::Object(merged),
             json!({"namespace": "jobs", "env": {"POOL": "1", "X": "deployment", "RUN": "1"}, "image": "b:2"})
@@ -128,12 +172,22 @@ mod tests {
         assert_eq!(first, job_name_suffix("run", Some("claim-1")));
         assert_ne!(first, job_name_suffix("run", Some("claim-2")));
         assert_eq!(first.len(), 8);
-        assert!(first.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            first
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
     }
 
     #[test]
     fn deployment_times_print_as_python_does() {
-        assert_eq!(python_utc_isoformat("2026-11-22T20:00:00.123456Z"), "2026-11-22T20:00:00.123456+00:00");
-        assert_eq!(python_utc_isoformat("2026-11-22T21:00:00+01:00"), "2026-11-22T20:00:00+00:00");
+        assert_eq!(
+            python_utc_isoformat("2026-11-22T20:00:00.123456Z"),
+            "2026-11-22T20:00:00.123456+00:00"
+        );
+        assert_eq!(
+            python_utc_isoformat("2026-11-22T21:00:00+01:00"),
+            "2026-11-22T20:00:00+00:00"
+        );
     }
 }

@@ -77,7 +77,11 @@ fn inline(value: &Value) -> String {
 }
 
 fn scalar_string(s: &str) -> String {
-    if is_plain_safe(s) { s.to_string() } else { Value::String(s.to_string()).to_string() }
+    if is_plain_safe(s) {
+        s.to_string()
+    } else {
+        Value::String(s.to_string()).to_string()
+    }
 }
 
 /// Letters first, then letters, digits and `-_./`, and not a YAML 1.1 boolean or null.
@@ -86,7 +90,8 @@ fn is_plain_safe(s: &str) -> bool {
         "y", "yes", "n", "no", "true", "false", "on", "off", "null", "nan", "inf",
     ];
     s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
         && !RESERVED.contains(&s.to_ascii_lowercase().as_str())
 }
 
@@ -97,8 +102,13 @@ mod tests {
 
     #[test]
     fn ambiguous_strings_are_quoted() {
-        let yaml = to_string(&json!({"a": "yes", "b": "0755", "c": "1:20", "d": "On", "e": "", "f": "plain-text_1.0/x", "g": "~"}));
-        assert_eq!(yaml, "a: \"yes\"\nb: \"0755\"\nc: \"1:20\"\nd: \"On\"\ne: \"\"\nf: plain-text_1.0/x\ng: \"~\"\n");
+        let yaml = to_string(
+            &json!({"a": "yes", "b": "0755", "c": "1:20", "d": "On", "e": "", "f": "plain-text_1.0/x", "g": "~"}),
+        );
+        assert_eq!(
+            yaml,
+            "a: \"yes\"\nb: \"0755\"\nc: \"1:20\"\nd: \"On\"\ne: \"\"\nf: plain-text_1.0/x\ng: \"~\"\n"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use agent::job::{self, InvalidJob, Tracking};
 use agent::plugins::{
-    AgentSettings, CallError, Chain, FaultKind, FlowRun, Limits, Link, LoadError, Plugin, PluginSpec, Request, Runtime, RuntimeOptions,
+    AgentSettings, CallError, Chain, FaultKind, FlowRun, Limits, Link, LoadError, Plugin,
+    PluginSpec, Request, Runtime, RuntimeOptions,
 };
 use agent_tests::plugin;
 use serde_json::{Value, json};
@@ -14,20 +15,35 @@ use std::time::{Duration, Instant};
 
 /// Short deadlines keep the hang test quick; memory as in production.
 fn limits() -> Limits {
-    Limits { timeout: Duration::from_millis(500), ..Limits::default() }
+    Limits {
+        timeout: Duration::from_millis(500),
+        ..Limits::default()
+    }
 }
 
 fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::new(&RuntimeOptions { cache_dir: None, ..RuntimeOptions::default() }).unwrap())
+    RUNTIME.get_or_init(|| {
+        Runtime::new(&RuntimeOptions {
+            cache_dir: None,
+            ..RuntimeOptions::default()
+        })
+        .unwrap()
+    })
 }
 
 fn load(name: &str) -> Plugin {
-    runtime().load(&spec(name, plugin(name)), limits()).unwrap_or_else(|e| panic!("{e}"))
+    runtime()
+        .load(&spec(name, plugin(name)), limits())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn spec(name: &str, path: PathBuf) -> PluginSpec {
-    PluginSpec { name: name.into(), path, sha256: None }
+    PluginSpec {
+        name: name.into(),
+        path,
+        sha256: None,
+    }
 }
 
 fn request(config: &[(&str, &str)]) -> Request {
@@ -63,7 +79,10 @@ fn request(config: &[(&str, &str)]) -> Request {
         job_variables: "{}".into(),
         base_job_template: "{}".into(),
         job_name_suffix: "abcd1234".into(),
-        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
@@ -99,7 +118,10 @@ fn a_trap_fails_only_its_call_and_says_what_the_plugin_printed() {
     let (kind, message) = fault_of(call(&faulty, "trap"));
     assert_eq!(kind, FaultKind::Trap);
     assert!(message.starts_with("plugin faulty trapped: "), "{message}");
-    assert!(message.contains("faulty plugin asked to trap"), "the panic message is shown: {message}");
+    assert!(
+        message.contains("faulty plugin asked to trap"),
+        "the panic message is shown: {message}"
+    );
     assert_next_call_works(&faulty);
 }
 
@@ -110,8 +132,14 @@ fn an_endless_loop_is_interrupted_at_the_deadline() {
     let (kind, message) = fault_of(call(&faulty, "hang"));
     let took = started.elapsed();
     assert_eq!(kind, FaultKind::Timeout);
-    assert_eq!(message, "plugin faulty timed out: did not return within 500ms (raise it with --plugin-timeout)");
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "interrupted after {took:?}");
+    assert_eq!(
+        message,
+        "plugin faulty timed out: did not return within 500ms (raise it with --plugin-timeout)"
+    );
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "interrupted after {took:?}"
+    );
     assert_next_call_works(&faulty);
 }
 
@@ -120,41 +148,91 @@ fn allocating_a_gibibyte_hits_the_memory_cap() {
     let faulty = load("faulty");
     let (kind, message) = fault_of(call(&faulty, "allocate"));
     assert_eq!(kind, FaultKind::MemoryLimit);
-    assert!(message.starts_with("plugin faulty exceeded its memory limit: tried to grow its memory to 10"), "{message}");
-    assert!(message.ends_with("the limit is 64 MiB (raise it with --plugin-memory)"), "{message}");
+    assert!(
+        message
+            .starts_with("plugin faulty exceeded its memory limit: tried to grow its memory to 10"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("the limit is 64 MiB (raise it with --plugin-memory)"),
+        "{message}"
+    );
     assert_next_call_works(&faulty);
 }
 
 #[test]
 fn text_that_is_not_json_is_a_fault_of_the_plugin() {
-    let chain = Chain::new(vec![Link { plugin: load("faulty"), config: vec![("fault".into(), "not-json".into())] }]);
+    let chain = Chain::new(vec![Link {
+        plugin: load("faulty"),
+        config: vec![("fault".into(), "not-json".into())],
+    }]);
     let error = chain.run(&request(&[])).unwrap_err();
-    assert!(matches!(error, CallError::Fault { kind: FaultKind::NotJson, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            CallError::Fault {
+                kind: FaultKind::NotJson,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.starts_with("plugin faulty returned something that is not JSON: "), "{message}");
-    assert!(message.contains("{ this is not JSON"), "the start of the text is quoted: {message}");
+    assert!(
+        message.starts_with("plugin faulty returned something that is not JSON: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("{ this is not JSON"),
+        "the start of the text is quoted: {message}"
+    );
 }
 
 #[test]
 fn json_that_is_not_a_job_is_refused() {
-    let chain = Chain::new(vec![Link { plugin: load("faulty"), config: vec![("fault".into(), "not-an-object".into())] }]);
+    let chain = Chain::new(vec![Link {
+        plugin: load("faulty"),
+        config: vec![("fault".into(), "not-an-object".into())],
+    }]);
     let error = chain.run(&request(&[])).unwrap_err();
-    assert_eq!(error.to_string(), "plugin faulty returned something that is not a batch/v1 Job: expected a JSON object, got a list");
+    assert_eq!(
+        error.to_string(),
+        "plugin faulty returned something that is not a batch/v1 Job: expected a JSON object, got a list"
+    );
 }
 
 #[test]
 fn a_schema_invalid_job_names_the_field_and_the_plugin_that_wrote_it() {
     let chain = Chain::new(vec![
-        Link { plugin: load("default"), config: vec![] },
-        Link { plugin: load("faulty"), config: vec![("fault".into(), "invalid-job".into())] },
-        Link { plugin: load("naming"), config: vec![("prefix".into(), "etl".into())] },
+        Link {
+            plugin: load("default"),
+            config: vec![],
+        },
+        Link {
+            plugin: load("faulty"),
+            config: vec![("fault".into(), "invalid-job".into())],
+        },
+        Link {
+            plugin: load("naming"),
+            config: vec![("prefix".into(), "etl".into())],
+        },
     ]);
     let outcome = chain.run(&request(&[])).expect("the chain itself runs");
-    let tracking = Tracking { flow_run_id: "run-1".into(), claim: "abcd1234".into(), agent: "agent".into(), namespace: None };
+    let tracking = Tracking {
+        flow_run_id: "run-1".into(),
+        claim: "abcd1234".into(),
+        agent: "agent".into(),
+        namespace: None,
+    };
     let error: InvalidJob = job::finalize(&outcome, &tracking).unwrap_err();
     assert_eq!(error.plugin.as_deref(), Some("faulty"));
     assert_eq!(error.path, ".spec.colour");
-    assert!(error.to_string().starts_with("invalid Job (field last changed by plugin faulty): .spec.colour: "), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid Job (field last changed by plugin faulty): .spec.colour: "),
+        "{error}"
+    );
 }
 
 #[test]
@@ -162,13 +240,19 @@ fn rejections_and_faults_reported_by_the_plugin_are_told_apart() {
     let faulty = load("faulty");
     match call(&faulty, "reject") {
         Err(CallError::Rejected { plugin, reason }) => {
-            assert_eq!((plugin.as_str(), reason.as_str()), ("faulty", "runs of this flow are not allowed here"))
+            assert_eq!(
+                (plugin.as_str(), reason.as_str()),
+                ("faulty", "runs of this flow are not allowed here")
+            )
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
     let (kind, message) = fault_of(call(&faulty, "fault"));
     assert_eq!(kind, FaultKind::PluginError);
-    assert_eq!(message, "plugin faulty reported a fault: the plugin's own error");
+    assert_eq!(
+        message,
+        "plugin faulty reported a fault: the plugin's own error"
+    );
 }
 
 #[test]
@@ -177,9 +261,15 @@ fn a_plugin_gets_no_files_no_environment_and_no_arguments() {
     assert!(std::env::vars().count() > 0);
     let annotations = call(&load("faulty"), "sandbox").unwrap()["metadata"]["annotations"].clone();
     let file = annotations["sandbox/file"].as_str().unwrap();
-    assert!(file.starts_with("error: "), "reading /etc/hostname must fail, got {file:?}");
+    assert!(
+        file.starts_with("error: "),
+        "reading /etc/hostname must fail, got {file:?}"
+    );
     let dir = annotations["sandbox/dir"].as_str().unwrap();
-    assert!(dir.starts_with("error: "), "listing the working directory must fail, got {dir:?}");
+    assert!(
+        dir.starts_with("error: "),
+        "listing the working directory must fail, got {dir:?}"
+    );
     assert_eq!(annotations["sandbox/env"], "", "no environment variables");
     assert_eq!(annotations["sandbox/args"], "", "no arguments");
 }
@@ -189,15 +279,23 @@ fn every_call_gets_a_fresh_instance() {
     let faulty = load("faulty");
     for _ in 0..3 {
         let job = call(&faulty, "none").unwrap();
-        assert_eq!(job["metadata"]["annotations"]["test/calls"], "1", "state leaked from an earlier call");
+        assert_eq!(
+            job["metadata"]["annotations"]["test/calls"], "1",
+            "state leaked from an earlier call"
+        );
     }
 }
 
 #[test]
 fn plugin_logs_reach_the_caller_with_their_level() {
-    let output = load("faulty").call(&request(&[("fault", "log")]), &job()).unwrap();
+    let output = load("faulty")
+        .call(&request(&[("fault", "log")]), &job())
+        .unwrap();
     assert_eq!(output.logs.len(), 1);
-    assert_eq!((output.logs[0].level, output.logs[0].message.as_str()), ("info", "hello from the faulty plugin"));
+    assert_eq!(
+        (output.logs[0].level, output.logs[0].message.as_str()),
+        ("info", "hello from the faulty plugin")
+    );
 }
 
 fn load_error(spec: &PluginSpec) -> String {
@@ -225,16 +323,29 @@ fn a_component_of_another_world_is_refused_at_load() {
 fn a_core_module_a_text_file_and_a_missing_file_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("core.wasm");
-    std::fs::write(&core, wat::parse_str("(module (func (export \"customize\")))").unwrap()).unwrap();
+    std::fs::write(
+        &core,
+        wat::parse_str("(module (func (export \"customize\")))").unwrap(),
+    )
+    .unwrap();
     let text = dir.path().join("notes.wasm");
     std::fs::write(&text, "just some text").unwrap();
     let missing = dir.path().join("missing.wasm");
 
     let core_message = load_error(&spec("core", core));
-    assert!(core_message.contains("a core WebAssembly module, not a component"), "{core_message}");
+    assert!(
+        core_message.contains("a core WebAssembly module, not a component"),
+        "{core_message}"
+    );
     assert!(load_error(&spec("notes", text)).ends_with("not a WebAssembly file"));
     let missing_message = load_error(&spec("missing", missing.clone()));
-    assert!(missing_message.starts_with(&format!("plugin missing ({}): cannot read the file: ", missing.display())), "{missing_message}");
+    assert!(
+        missing_message.starts_with(&format!(
+            "plugin missing ({}): cannot read the file: ",
+            missing.display()
+        )),
+        "{missing_message}"
+    );
 }
 
 #[test]
@@ -242,16 +353,36 @@ fn a_pinned_digest_must_match() {
     let path = plugin("naming");
     let digest = {
         use std::process::Command;
-        let out = Command::new("sha256sum").arg(&path).output().expect("sha256sum");
-        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+        let out = Command::new("sha256sum")
+            .arg(&path)
+            .output()
+            .expect("sha256sum");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
     };
-    let pinned: PluginSpec = format!("{}#sha256={digest}", path.display()).parse().unwrap();
-    assert_eq!(runtime().load(&pinned, limits()).expect("the right pin loads").sha256, digest);
+    let pinned: PluginSpec = format!("{}#sha256={digest}", path.display())
+        .parse()
+        .unwrap();
+    assert_eq!(
+        runtime()
+            .load(&pinned, limits())
+            .expect("the right pin loads")
+            .sha256,
+        digest
+    );
 
     let wrong = "0".repeat(64);
-    let mismatched: PluginSpec = format!("{}#sha256={wrong}", path.display()).parse().unwrap();
+    let mismatched: PluginSpec = format!("{}#sha256={wrong}", path.display())
+        .parse()
+        .unwrap();
     match runtime().load(&mismatched, limits()) {
-        Err(LoadError::DigestMismatch { expected, actual, .. }) => assert_eq!((expected, actual), (wrong, digest)),
+        Err(LoadError::DigestMismatch {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (wrong, digest)),
         Err(other) => panic!("expected a digest mismatch, got {other}"),
         Ok(_) => panic!("a mismatched pin loaded"),
     }
@@ -260,12 +391,24 @@ fn a_pinned_digest_must_match() {
 #[test]
 fn compiled_plugins_are_kept_and_reused_across_runtimes() {
     let cache = tempfile::tempdir().unwrap();
-    let options = RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeOptions::default() };
-    let first = Runtime::new(&options).unwrap().load(&spec("naming", plugin("naming")), limits()).unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeOptions::default()
+    };
+    let first = Runtime::new(&options)
+        .unwrap()
+        .load(&spec("naming", plugin("naming")), limits())
+        .unwrap();
     assert!(!first.from_cache);
     let second_runtime = Runtime::new(&options).unwrap();
-    let second = second_runtime.load(&spec("naming", plugin("naming")), limits()).unwrap();
+    let second = second_runtime
+        .load(&spec("naming", plugin("naming")), limits())
+        .unwrap();
     assert!(second.from_cache, "the second runtime compiled again");
     let output = second.call(&request(&[("prefix", "etl")]), &job()).unwrap();
-    assert!(output.job.contains("\"etl-etl-abcd1234\"") || output.job.contains("\"etl-abcd1234\""), "{}", output.job);
+    assert!(
+        output.job.contains("\"etl-etl-abcd1234\"") || output.job.contains("\"etl-abcd1234\""),
+        "{}",
+        output.job
+    );
 }

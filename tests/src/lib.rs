@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 
 /// The workspace's root folder.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
 }
 
 /// Every plugin crate, as `(crate, name)`: the component of `crate` is installed as `name.wasm`.
@@ -45,20 +47,34 @@ fn build_plugins() -> PathBuf {
     let target_dir = workspace_root().join("target").join("plugins");
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
-        .args(["build", "--quiet", "--profile", "plugin", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--manifest-path")
         .arg(workspace_root().join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir);
     for (krate, _) in PLUGIN_CRATES {
         command.args(["-p", krate]);
     }
-    let status = command.status().expect("running cargo to build the plugins");
-    assert!(status.success(), "building the plugins failed (is `rustup target add wasm32-wasip2` done?)");
+    let status = command
+        .status()
+        .expect("running cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building the plugins failed (is `rustup target add wasm32-wasip2` done?)"
+    );
 
     let dist = target_dir.join("dist");
     std::fs::create_dir_all(&dist).expect("creating target/plugins/dist");
     for (krate, name) in PLUGIN_CRATES {
-        let built = target_dir.join("wasm32-wasip2/plugin").join(format!("{}.wasm", krate.replace('-', "_")));
+        let built = target_dir
+            .join("wasm32-wasip2/plugin")
+            .join(format!("{}.wasm", krate.replace('-', "_")));
         // Copy then rename, so a test process reading the file never sees half of it.
         let tmp = dist.join(format!(".{name}.{}.tmp", std::process::id()));
         std::fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));

@@ -43,14 +43,20 @@ fn walk(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Chan
                 push_segment(path, key);
                 match b.get(key) {
                     Some(new) => walk(old, new, path, changes),
-                    None => changes.push(Change { kind: ChangeKind::Removed, path: path.clone() }),
+                    None => changes.push(Change {
+                        kind: ChangeKind::Removed,
+                        path: path.clone(),
+                    }),
                 }
                 path.truncate(len);
             }
             for key in b.keys().filter(|k| !a.contains_key(*k)) {
                 let len = path.len();
                 push_segment(path, key);
-                changes.push(Change { kind: ChangeKind::Added, path: path.clone() });
+                changes.push(Change {
+                    kind: ChangeKind::Added,
+                    path: path.clone(),
+                });
                 path.truncate(len);
             }
         }
@@ -60,13 +66,22 @@ fn walk(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Chan
                 path.push_str(&format!("/{i}"));
                 match (a.get(i), b.get(i)) {
                     (Some(old), Some(new)) => walk(old, new, path, changes),
-                    (Some(_), None) => changes.push(Change { kind: ChangeKind::Removed, path: path.clone() }),
-                    (None, _) => changes.push(Change { kind: ChangeKind::Added, path: path.clone() }),
+                    (Some(_), None) => changes.push(Change {
+                        kind: ChangeKind::Removed,
+                        path: path.clone(),
+                    }),
+                    (None, _) => changes.push(Change {
+                        kind: ChangeKind::Added,
+                        path: path.clone(),
+                    }),
                 }
                 path.truncate(len);
             }
         }
-        (a, b) if a != b => changes.push(Change { kind: ChangeKind::Changed, path: path.clone() }),
+        (a, b) if a != b => changes.push(Change {
+            kind: ChangeKind::Changed,
+            path: path.clone(),
+        }),
         _ => {}
     }
 }
@@ -85,8 +100,19 @@ mod tests {
     fn reports_the_smallest_changed_subtrees() {
         let before = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"containers": [{"image": "i"}]}});
         let after = json!({"metadata": {"name": "b", "labels": {"x": "1", "a/b": "2"}}, "spec": {"containers": []}, "kind": "Job"});
-        let shown: Vec<String> = diff(&before, &after).iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["~ .metadata.name", "+ .metadata.labels.a/b", "- .spec.containers[0]", "+ .kind"]);
+        let shown: Vec<String> = diff(&before, &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "~ .metadata.name",
+                "+ .metadata.labels.a/b",
+                "- .spec.containers[0]",
+                "+ .kind"
+            ]
+        );
     }
 
     #[test]

@@ -29,12 +29,23 @@ pub(super) fn apply(job: &mut Value, tracking: &Tracking) -> Result<(), Problem>
     let metadata = job
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
-        .ok_or_else(|| ("/metadata".to_string(), "the Job has no metadata object".to_string()))?;
+        .ok_or_else(|| {
+            (
+                "/metadata".to_string(),
+                "the Job has no metadata object".to_string(),
+            )
+        })?;
     name_deterministically(metadata, &tracking.claim)?;
-    let namespace = metadata.get("namespace").and_then(Value::as_str).filter(|ns| !ns.is_empty());
+    let namespace = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|ns| !ns.is_empty());
     match (namespace, &tracking.namespace) {
         (None, pinned) => {
-            metadata.insert("namespace".into(), json!(pinned.as_deref().unwrap_or("default")));
+            metadata.insert(
+                "namespace".into(),
+                json!(pinned.as_deref().unwrap_or("default")),
+            );
         }
         (Some(ns), Some(pinned)) if ns != pinned => {
             return Err((
@@ -54,9 +65,12 @@ pub(super) fn apply(job: &mut Value, tracking: &Tracking) -> Result<(), Problem>
     for pointer in ["/metadata", "/spec/template/metadata"] {
         let holder = ensure_object(job, pointer)?;
         let label_map = holder.entry("labels").or_insert_with(|| json!({}));
-        let label_map = label_map
-            .as_object_mut()
-            .ok_or_else(|| (format!("{pointer}/labels"), "labels must be an object".to_string()))?;
+        let label_map = label_map.as_object_mut().ok_or_else(|| {
+            (
+                format!("{pointer}/labels"),
+                "labels must be an object".to_string(),
+            )
+        })?;
         for (key, value) in labels {
             label_map.insert(key.into(), json!(value));
         }
@@ -68,7 +82,11 @@ pub(super) fn apply(job: &mut Value, tracking: &Tracking) -> Result<(), Problem>
 /// `generateName + claim suffix`; a name the plugins chose is kept.
 fn name_deterministically(metadata: &mut Map<String, Value>, claim: &str) -> Result<(), Problem> {
     let generate = metadata.remove("generateName");
-    if metadata.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+    if metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+    {
         return Ok(());
     }
     match generate.as_ref().and_then(Value::as_str) {
@@ -76,7 +94,10 @@ fn name_deterministically(metadata: &mut Map<String, Value>, claim: &str) -> Res
             metadata.insert("name".into(), json!(format!("{prefix}{claim}")));
             Ok(())
         }
-        _ => Err(("/metadata/name".into(), "the Job has neither a name nor a generateName".into())),
+        _ => Err((
+            "/metadata/name".into(),
+            "the Job has neither a name nor a generateName".into(),
+        )),
     }
 }
 
@@ -91,17 +112,29 @@ pub fn label_value(text: &str) -> String {
             value.push('-');
         }
     }
-    let value: String = value.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(63).collect();
-    value.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+    let value: String = value
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(63)
+        .collect();
+    value
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
 }
 
-fn ensure_object<'a>(job: &'a mut Value, pointer: &str) -> Result<&'a mut Map<String, Value>, Problem> {
+fn ensure_object<'a>(
+    job: &'a mut Value,
+    pointer: &str,
+) -> Result<&'a mut Map<String, Value>, Problem> {
     let mut here = job;
     for key in pointer.split('/').skip(1) {
-        let map = here.as_object_mut().ok_or_else(|| (pointer.to_string(), "must be an object".to_string()))?;
+        let map = here
+            .as_object_mut()
+            .ok_or_else(|| (pointer.to_string(), "must be an object".to_string()))?;
         here = map.entry(key).or_insert_with(|| json!({}));
     }
-    here.as_object_mut().ok_or_else(|| (pointer.to_string(), "must be an object".to_string()))
+    here.as_object_mut()
+        .ok_or_else(|| (pointer.to_string(), "must be an object".to_string()))
 }
 
 /// The API server's rules for a Job that its schema cannot say.
@@ -114,7 +147,12 @@ pub(super) fn api_server_rules(job: &Value) -> Vec<Problem> {
         }
     }
     for pointer in ["/metadata/labels", "/spec/template/metadata/labels"] {
-        for (key, value) in job.pointer(pointer).and_then(Value::as_object).into_iter().flatten() {
+        for (key, value) in job
+            .pointer(pointer)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let at = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
             if let Some(why) = label_key_problem(key) {
                 problems.push((at.clone(), why));
@@ -129,33 +167,58 @@ pub(super) fn api_server_rules(job: &Value) -> Vec<Problem> {
             }
         }
     }
-    match job.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str) {
+    match job
+        .pointer("/spec/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+    {
         Some("Never" | "OnFailure") => {}
         other => problems.push((
             "/spec/template/spec/restartPolicy".into(),
             format!("must be \"Never\" or \"OnFailure\" for a Job, got {other:?}"),
         )),
     }
-    let containers = job.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+    let containers = job
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array);
     if containers.is_none_or(Vec::is_empty) {
-        problems.push(("/spec/template/spec/containers".into(), "a Job needs at least one container".into()));
+        problems.push((
+            "/spec/template/spec/containers".into(),
+            "a Job needs at least one container".into(),
+        ));
     }
     for (i, container) in containers.into_iter().flatten().enumerate() {
-        if let Some(why) = container.get("name").and_then(Value::as_str).and_then(dns_label_problem) {
+        if let Some(why) = container
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(dns_label_problem)
+        {
             problems.push((format!("/spec/template/spec/containers/{i}/name"), why));
         }
-        if container.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
-            problems.push((format!("/spec/template/spec/containers/{i}/image"), "Required value: a container needs an image".into()));
+        if container
+            .get("image")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            problems.push((
+                format!("/spec/template/spec/containers/{i}/image"),
+                "Required value: a container needs an image".into(),
+            ));
         }
     }
     problems
 }
 
 fn dns_label_problem(name: &str) -> Option<String> {
-    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if name.len() > 63 {
-        Some(format!("{name:?}: must be no more than 63 characters (it has {})", name.len()))
+        Some(format!(
+            "{name:?}: must be no more than 63 characters (it has {})",
+            name.len()
+        ))
     } else if !(ok_chars && ok_ends) {
         Some(format!(
             "{name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
@@ -171,9 +234,15 @@ fn label_key_problem(key: &str) -> Option<String> {
         None => (None, key),
     };
     if let Some(prefix) = prefix {
-        let ok = !prefix.is_empty() && prefix.len() <= 253 && prefix.split('.').all(|part| dns_label_problem(part).is_none());
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|part| dns_label_problem(part).is_none());
         if !ok {
-            return Some(format!("{key:?}: the prefix must be a DNS-1123 subdomain (lowercase, '-', '.')"));
+            return Some(format!(
+                "{key:?}: the prefix must be a DNS-1123 subdomain (lowercase, '-', '.')"
+            ));
         }
     }
     if name.is_empty() {
@@ -186,8 +255,11 @@ fn label_value_problem(value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
-    let ok_chars = value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    let ok_ends = value.starts_with(|c: char| c.is_ascii_alphanumeric()) && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok_ends = value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
     if value.len() > 63 {
         Some(format!("{value:?}: must be no more than 63 characters"))
     } else if !(ok_chars && ok_ends) {
@@ -204,7 +276,12 @@ mod tests {
     use super::*;
 
     fn tracking() -> Tracking {
-        Tracking { flow_run_id: "run-1".into(), claim: "abc123".into(), agent: "agent".into(), namespace: Some("jobs".into()) }
+        Tracking {
+            flow_run_id: "run-1".into(),
+            claim: "abc123".into(),
+            agent: "agent".into(),
+            namespace: Some("jobs".into()),
+        }
     }
 
     #[test]
@@ -214,7 +291,10 @@ mod tests {
         assert_eq!(job["metadata"]["name"], "etl-abc123");
         assert!(job["metadata"].get("generateName").is_none());
         assert_eq!(job["metadata"]["namespace"], "jobs");
-        assert_eq!(job["spec"]["template"]["metadata"]["labels"][FLOW_RUN_LABEL], "run-1");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"][FLOW_RUN_LABEL],
+            "run-1"
+        );
     }
 
     #[test]

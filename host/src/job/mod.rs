@@ -6,7 +6,9 @@ pub mod diff;
 mod invariants;
 mod schema;
 
-pub use invariants::{AGENT_LABEL, CLAIM_LABEL, FLOW_RUN_LABEL, TRACKING_LABELS, Tracking, label_value};
+pub use invariants::{
+    AGENT_LABEL, CLAIM_LABEL, FLOW_RUN_LABEL, TRACKING_LABELS, Tracking, label_value,
+};
 
 use crate::plugins::ChainOutcome;
 use serde_json::Value;
@@ -23,7 +25,10 @@ pub struct InvalidJob {
 }
 
 fn blame(plugin: &Option<String>) -> String {
-    plugin.as_ref().map(|p| format!(" (field last changed by plugin {p})")).unwrap_or_default()
+    plugin
+        .as_ref()
+        .map(|p| format!(" (field last changed by plugin {p})"))
+        .unwrap_or_default()
 }
 
 /// Applies the host's invariants to the chain's Job and checks it; returns the Job to create.
@@ -35,9 +40,15 @@ pub fn finalize(outcome: &ChainOutcome, tracking: &Tracking) -> Result<Value, In
         path: dotted(&pointer),
         message,
     })?;
-    let problems = schema::job_problems(&job).into_iter().chain(invariants::api_server_rules(&job));
+    let problems = schema::job_problems(&job)
+        .into_iter()
+        .chain(invariants::api_server_rules(&job));
     if let Some((pointer, message)) = problems.into_iter().next() {
-        return Err(InvalidJob { plugin: blame(&pointer), path: dotted(&pointer), message });
+        return Err(InvalidJob {
+            plugin: blame(&pointer),
+            path: dotted(&pointer),
+            message,
+        });
     }
     Ok(job)
 }
@@ -67,8 +78,14 @@ mod tests {
 
     #[test]
     fn pointers_read_as_field_paths() {
-        assert_eq!(dotted("/spec/template/spec/containers/0/name"), ".spec.template.spec.containers[0].name");
-        assert_eq!(dotted("/metadata/labels/prefect.io~1flow-run-id"), ".metadata.labels.prefect.io/flow-run-id");
+        assert_eq!(
+            dotted("/spec/template/spec/containers/0/name"),
+            ".spec.template.spec.containers[0].name"
+        );
+        assert_eq!(
+            dotted("/metadata/labels/prefect.io~1flow-run-id"),
+            ".metadata.labels.prefect.io/flow-run-id"
+        );
         assert_eq!(dotted(""), ".");
     }
 }

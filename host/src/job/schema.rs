@@ -6,8 +6,10 @@ use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 use std::sync::OnceLock;
 
-const JOB_SCHEMA: &str = include_str!("../../schemas/kubernetes/v1.37.0-local-strict/job-batch-v1.json");
-const DEFINITIONS: &str = include_str!("../../schemas/kubernetes/v1.37.0-local-strict/_definitions.json");
+const JOB_SCHEMA: &str =
+    include_str!("../../schemas/kubernetes/v1.37.0-local-strict/job-batch-v1.json");
+const DEFINITIONS: &str =
+    include_str!("../../schemas/kubernetes/v1.37.0-local-strict/_definitions.json");
 /// Messages longer than this (they can quote large values) are shortened.
 const MAX_MESSAGE: usize = 300;
 
@@ -17,10 +19,14 @@ fn validator() -> &'static Validator {
         // The kind refers to `/api/_definitions.json#/$defs/X`: make that `#/$defs/X` and carry
         // the definitions inside, so the schema stands alone.
         let mut schema: Value =
-            serde_json::from_str(&JOB_SCHEMA.replace("/api/_definitions.json#", "#")).expect("the Job schema is JSON");
-        let definitions: Value = serde_json::from_str(DEFINITIONS).expect("the definitions are JSON");
+            serde_json::from_str(&JOB_SCHEMA.replace("/api/_definitions.json#", "#"))
+                .expect("the Job schema is JSON");
+        let definitions: Value =
+            serde_json::from_str(DEFINITIONS).expect("the definitions are JSON");
         schema["$defs"] = definitions["$defs"].clone();
-        jsonschema::options().build(&schema).expect("the bundled Job schema compiles")
+        jsonschema::options()
+            .build(&schema)
+            .expect("the bundled Job schema compiles")
     })
 }
 
@@ -46,7 +52,10 @@ pub fn job_problems(job: &Value) -> Vec<(String, String)> {
 
 fn shorten(mut message: String) -> String {
     if message.len() > MAX_MESSAGE {
-        let cut = (0..=MAX_MESSAGE).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=MAX_MESSAGE)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
         message.truncate(cut);
         message.push('…');
     }
@@ -84,8 +93,14 @@ mod tests {
     fn wrong_types_and_missing_fields_are_reported() {
         let mut job = job();
         job["spec"]["backoffLimit"] = json!("six");
-        job["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("name");
+        job["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("name");
         let paths: Vec<String> = job_problems(&job).into_iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, ["/spec/backoffLimit", "/spec/template/spec/containers/0"]);
+        assert_eq!(
+            paths,
+            ["/spec/backoffLimit", "/spec/template/spec/containers/0"]
+        );
     }
 }

@@ -21,7 +21,10 @@ impl Cache {
         std::fs::create_dir_all(dir)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(Cache { dir: dir.to_path_buf(), engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn entry(&self, sha256: &str) -> PathBuf {
@@ -49,11 +52,14 @@ impl Cache {
     /// Keeps `component` for next time; a failure only costs a recompile later.
     pub fn store(&self, sha256: &str, component: &Component) {
         let path = self.entry(sha256);
-        let result = component.serialize().map_err(std::io::Error::other).and_then(|bytes| {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)
-        });
+        let result = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)
+            });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), "could not keep the precompiled plugin: {e}");
         }

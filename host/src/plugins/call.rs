@@ -7,6 +7,7 @@ use super::bindings::agent::plugin::types::{self as wit_types, Error as PluginEr
 use super::error::{CallError, FaultKind};
 use super::loader::Plugin;
 use super::runtime::EPOCH_TICK;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -30,6 +31,9 @@ pub struct LogLine {
 pub struct CallOutput {
     pub job: String,
     pub logs: Vec<LogLine>,
+    /// Time to create the fresh instance, and to run `customize` in it.
+    pub instantiate_time: Duration,
+    pub call_time: Duration,
 }
 
 pub(crate) struct CallState {
@@ -46,24 +50,53 @@ impl Plugin {
     pub fn call(&self, request: &Request, job: &str) -> Result<CallOutput, CallError> {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
-        let mut store = Store::new(self.pre.engine(), self.new_state(stdout.clone(), stderr.clone()));
+        let mut store = Store::new(
+            self.pre.engine(),
+            self.new_state(stdout.clone(), stderr.clone()),
+        );
         store.limiter(|state| &mut state.limiter);
-        let ticks = self.limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        let ticks = self
+            .limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis()) as u64
+            + 1;
         store.set_epoch_deadline(ticks);
 
+        let started = Instant::now();
+        let mut instantiate_time = Duration::ZERO;
         let outcome = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| (e, true))
-            .and_then(|instance| instance.agent_plugin_customizer().call_customize(&mut store, request, job).map_err(|e| (e, false)));
+            .and_then(|instance| {
+                instantiate_time = started.elapsed();
+                instance
+                    .agent_plugin_customizer()
+                    .call_customize(&mut store, request, job)
+                    .map_err(|e| (e, false))
+            });
+        let call_time = started.elapsed() - instantiate_time;
         forward_output(&self.name, "stdout", &stdout.contents());
         forward_output(&self.name, "stderr", &stderr.contents());
 
         match outcome {
-            Ok(Ok(job)) => Ok(CallOutput { job, logs: std::mem::take(&mut store.data_mut().logs) }),
-            Ok(Err(PluginError::Rejected(reason))) => Err(CallError::Rejected { plugin: self.name.clone(), reason }),
-            Ok(Err(PluginError::Fault(detail))) => Err(CallError::fault(&self.name, FaultKind::PluginError, detail)),
-            Err((error, instantiating)) => Err(self.classify(error, instantiating, store.data(), &stderr.contents())),
+            Ok(Ok(job)) => Ok(CallOutput {
+                job,
+                logs: std::mem::take(&mut store.data_mut().logs),
+                instantiate_time,
+                call_time,
+            }),
+            Ok(Err(PluginError::Rejected(reason))) => Err(CallError::Rejected {
+                plugin: self.name.clone(),
+                reason,
+            }),
+            Ok(Err(PluginError::Fault(detail))) => {
+                Err(CallError::fault(&self.name, FaultKind::PluginError, detail))
+            }
+            Err((error, instantiating)) => {
+                Err(self.classify(error, instantiating, store.data(), &stderr.contents()))
+            }
         }
     }
 
@@ -88,13 +121,23 @@ impl Plugin {
             plugin: self.name.clone(),
             wasi,
             table: ResourceTable::new(),
-            limiter: Limiter { memory_bytes: self.limits.memory_bytes, denied_growth: None, limits },
+            limiter: Limiter {
+                memory_bytes: self.limits.memory_bytes,
+                denied_growth: None,
+                limits,
+            },
             logs: Vec::new(),
             dropped_log_lines: 0,
         }
     }
 
-    fn classify(&self, error: wasmtime::Error, instantiating: bool, state: &CallState, stderr: &[u8]) -> CallError {
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        instantiating: bool,
+        state: &CallState,
+        stderr: &[u8],
+    ) -> CallError {
         if let Some(wanted) = state.limiter.denied_growth {
             return CallError::fault(
                 &self.name,
@@ -109,7 +152,11 @@ impl Plugin {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return CallError::timeout(&self.name, self.limits.timeout);
         }
-        let kind = if instantiating && error.downcast_ref::<Trap>().is_none() { FaultKind::Instantiate } else { FaultKind::Trap };
+        let kind = if instantiating && error.downcast_ref::<Trap>().is_none() {
+            FaultKind::Instantiate
+        } else {
+            FaultKind::Trap
+        };
         let mut detail = error.root_cause().to_string();
         let printed = last_words(stderr);
         if !printed.is_empty() {
@@ -132,7 +179,10 @@ fn last_words(stderr: &[u8]) -> String {
 }
 
 fn forward_output(plugin: &str, stream: &str, bytes: &[u8]) {
-    for line in String::from_utf8_lossy(bytes).lines().filter(|l| !l.trim().is_empty()) {
+    for line in String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         tracing::warn!(plugin, stream, "{line}");
     }
 }
@@ -146,7 +196,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.denied_growth = Some(desired);
             return Ok(false);
@@ -154,7 +209,12 @@ impl ResourceLimiter for Limiter {
         self.limits.memory_growing(current, desired, maximum)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -173,7 +233,10 @@ impl ResourceLimiter for Limiter {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -190,17 +253,35 @@ impl wit_log::Host for CallState {
         }
         let mut message = message;
         if message.len() > MAX_LOG_LINE {
-            let cut = (0..=MAX_LOG_LINE).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX_LOG_LINE)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let plugin = self.plugin.as_str();
         let level = match level {
-            Level::Trace => { tracing::trace!(plugin, "{message}"); "trace" }
-            Level::Debug => { tracing::debug!(plugin, "{message}"); "debug" }
-            Level::Info => { tracing::info!(plugin, "{message}"); "info" }
-            Level::Warn => { tracing::warn!(plugin, "{message}"); "warn" }
-            Level::Error => { tracing::error!(plugin, "{message}"); "error" }
+            Level::Trace => {
+                tracing::trace!(plugin, "{message}");
+                "trace"
+            }
+            Level::Debug => {
+                tracing::debug!(plugin, "{message}");
+                "debug"
+            }
+            Level::Info => {
+                tracing::info!(plugin, "{message}");
+                "info"
+            }
+            Level::Warn => {
+                tracing::warn!(plugin, "{message}");
+                "warn"
+            }
+            Level::Error => {
+                tracing::error!(plugin, "{message}");
+                "error"
+            }
         };
         self.logs.push(LogLine { level, message });
     }

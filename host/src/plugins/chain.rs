@@ -51,7 +51,10 @@ impl Chain {
         let mut steps = Vec::with_capacity(self.links.len());
         for link in &self.links {
             let started = Instant::now();
-            let request = Request { config: link.config.clone(), ..request.clone() };
+            let request = Request {
+                config: link.config.clone(),
+                ..request.clone()
+            };
             let input = serde_json::to_string(&job).expect("a JSON value serialises");
             let output = link.plugin.call(&request, &input)?;
             let next = parse_job(&link.plugin.name, &output.job)?;
@@ -77,7 +80,11 @@ impl ChainOutcome {
                 || path.starts_with(&format!("{}/", change.path))
                 || change.path.is_empty()
         };
-        self.steps.iter().rev().find(|step| step.changes.iter().any(touches)).map(|step| step.plugin.as_str())
+        self.steps
+            .iter()
+            .rev()
+            .find(|step| step.changes.iter().any(touches))
+            .map(|step| step.plugin.as_str())
     }
 }
 
@@ -85,7 +92,11 @@ impl ChainOutcome {
 fn parse_job(plugin: &str, text: &str) -> Result<Value, CallError> {
     let job: Value = serde_json::from_str(text).map_err(|e| {
         let start: String = text.chars().take(60).collect();
-        CallError::fault(plugin, FaultKind::NotJson, format!("{e} (it starts with {start:?})"))
+        CallError::fault(
+            plugin,
+            FaultKind::NotJson,
+            format!("{e} (it starts with {start:?})"),
+        )
     })?;
     let api_version = job.get("apiVersion").and_then(Value::as_str);
     let kind = job.get("kind").and_then(Value::as_str);
@@ -94,9 +105,15 @@ fn parse_job(plugin: &str, text: &str) -> Result<Value, CallError> {
         (Value::Object(_), _, _) => Err(CallError::fault(
             plugin,
             FaultKind::NotAJob,
-            format!("apiVersion is {api_version:?} and kind is {kind:?}; expected \"batch/v1\" and \"Job\""),
+            format!(
+                "apiVersion is {api_version:?} and kind is {kind:?}; expected \"batch/v1\" and \"Job\""
+            ),
         )),
-        _ => Err(CallError::fault(plugin, FaultKind::NotAJob, format!("expected a JSON object, got {}", json_type(&job)))),
+        _ => Err(CallError::fault(
+            plugin,
+            FaultKind::NotAJob,
+            format!("expected a JSON object, got {}", json_type(&job)),
+        )),
     }
 }
 

@@ -8,9 +8,20 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("plugin {name} ({path}): cannot read the file: {source}")]
-    Read { name: String, path: PathBuf, source: std::io::Error },
-    #[error("plugin {name} ({path}): sha256 is {actual}, but the pin says {expected}; refusing to load a file that is not the one pinned")]
-    DigestMismatch { name: String, path: PathBuf, expected: String, actual: String },
+    Read {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "plugin {name} ({path}): sha256 is {actual}, but the pin says {expected}; refusing to load a file that is not the one pinned"
+    )]
+    DigestMismatch {
+        name: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("plugin {name} ({path}): not a WebAssembly file")]
     NotWasm { name: String, path: PathBuf },
     #[error(
@@ -20,11 +31,25 @@ pub enum LoadError {
     )]
     CoreModule { name: String, path: PathBuf },
     #[error("plugin {name} ({path}): cannot compile the component: {detail}")]
-    Compile { name: String, path: PathBuf, detail: String },
+    Compile {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("plugin {name} ({path}): does not implement the agent's plugin world: {detail}")]
-    WrongWorld { name: String, path: PathBuf, detail: String },
-    #[error("plugin {name} ({path}): imports {imports}, which plugins are not given (no network, no HTTP; only logging, clocks, random and an empty WASI environment)")]
-    ForbiddenImports { name: String, path: PathBuf, imports: String },
+    WrongWorld {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "plugin {name} ({path}): imports {imports}, which plugins are not given (no network, no HTTP; only logging, clocks, random and an empty WASI environment)"
+    )]
+    ForbiddenImports {
+        name: String,
+        path: PathBuf,
+        imports: String,
+    },
 }
 
 /// How a call failed.
@@ -66,12 +91,20 @@ pub enum CallError {
     #[error("plugin {plugin} rejected the run: {reason}")]
     Rejected { plugin: String, reason: String },
     #[error("plugin {plugin} {}: {detail}", kind.describe())]
-    Fault { plugin: String, kind: FaultKind, detail: String },
+    Fault {
+        plugin: String,
+        kind: FaultKind,
+        detail: String,
+    },
 }
 
 impl CallError {
     pub fn fault(plugin: &str, kind: FaultKind, detail: impl Into<String>) -> Self {
-        CallError::Fault { plugin: plugin.to_string(), kind, detail: detail.into() }
+        CallError::Fault {
+            plugin: plugin.to_string(),
+            kind,
+            detail: detail.into(),
+        }
     }
 
     pub fn timeout(plugin: &str, limit: Duration) -> Self {

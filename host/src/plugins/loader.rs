@@ -9,7 +9,7 @@ use super::error::LoadError;
 use super::runtime::Limits;
 use super::spec::PluginSpec;
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -18,8 +18,14 @@ use wasmtime::component::{Component, Linker};
 const EXPORT: &str = "agent:plugin/customizer@0.1.";
 /// Imports a plugin may have: our logging and the WASI a language runtime needs to start.
 /// Everything else (sockets, HTTP, ...) is refused at load, so no plugin reaches the network.
-const ALLOWED_IMPORTS: &[&str] =
-    &["agent:plugin/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+const ALLOWED_IMPORTS: &[&str] = &[
+    "agent:plugin/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
 
 /// A loaded, checked, ready-to-instantiate plugin.
 pub struct Plugin {
@@ -48,7 +54,12 @@ pub(super) fn load(
     if let Some(expected) = &spec.sha256
         && *expected != sha256
     {
-        return Err(LoadError::DigestMismatch { name, path, expected: expected.clone(), actual: sha256 });
+        return Err(LoadError::DigestMismatch {
+            name,
+            path,
+            expected: expected.clone(),
+            actual: sha256,
+        });
     }
     check_header(bytes, &name, &path)?;
 
@@ -75,41 +86,74 @@ pub(super) fn load(
     let pre = linker
         .instantiate_pre(&component)
         .and_then(PluginPre::new)
-        .map_err(|e| LoadError::WrongWorld { name: name.clone(), path: path.clone(), detail: format!("{e:#}") })?;
-    Ok(Plugin { name, path, sha256, size: bytes.len(), compile_time, from_cache, limits, pre })
+        .map_err(|e| LoadError::WrongWorld {
+            name: name.clone(),
+            path: path.clone(),
+            detail: format!("{e:#}"),
+        })?;
+    Ok(Plugin {
+        name,
+        path,
+        sha256,
+        size: bytes.len(),
+        compile_time,
+        from_cache,
+        limits,
+        pre,
+    })
 }
 
 /// `\0asm` then the version/layer: `01 00 00 00` for a core module, `0d 00 01 00` for a component.
-fn check_header(bytes: &[u8], name: &str, path: &PathBuf) -> Result<(), LoadError> {
-    let (name, path) = (name.to_string(), path.clone());
+fn check_header(bytes: &[u8], name: &str, path: &Path) -> Result<(), LoadError> {
+    let (name, path) = (name.to_string(), path.to_path_buf());
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
-        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => Err(LoadError::CoreModule { name, path }),
+        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => {
+            Err(LoadError::CoreModule { name, path })
+        }
         _ => Err(LoadError::NotWasm { name, path }),
     }
 }
 
-fn check_imports_and_exports(engine: &Engine, component: &Component, name: &str, path: &PathBuf) -> Result<(), LoadError> {
+fn check_imports_and_exports(
+    engine: &Engine,
+    component: &Component,
+    name: &str,
+    path: &Path,
+) -> Result<(), LoadError> {
     let ty = component.component_type();
     let forbidden: Vec<String> = ty
         .imports(engine)
         .map(|(import, _)| import.to_string())
-        .filter(|import| !ALLOWED_IMPORTS.iter().any(|allowed| import.starts_with(allowed)))
+        .filter(|import| {
+            !ALLOWED_IMPORTS
+                .iter()
+                .any(|allowed| import.starts_with(allowed))
+        })
         .collect();
     if !forbidden.is_empty() {
         return Err(LoadError::ForbiddenImports {
             name: name.to_string(),
-            path: path.clone(),
+            path: path.to_path_buf(),
             imports: forbidden.join(", "),
         });
     }
-    let exports: Vec<String> = ty.exports(engine).map(|(export, _)| export.to_string()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(export, _)| export.to_string())
+        .collect();
     if !exports.iter().any(|export| export.starts_with(EXPORT)) {
-        let found = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+        let found = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
         return Err(LoadError::WrongWorld {
             name: name.to_string(),
-            path: path.clone(),
-            detail: format!("it exports {found}; a plugin must export {EXPORT}x (world `plugin` of wit/plugin.wit)"),
+            path: path.to_path_buf(),
+            detail: format!(
+                "it exports {found}; a plugin must export {EXPORT}x (world `plugin` of wit/plugin.wit)"
+            ),
         });
     }
     Ok(())

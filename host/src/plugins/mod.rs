@@ -14,9 +14,9 @@ mod runtime;
 mod spec;
 
 pub use bindings::agent::plugin::types::{AgentSettings, FlowRun, Request, SecretKeyRef};
+pub use call::{CallOutput, LogLine};
 pub use chain::{Chain, ChainOutcome, Link, Step};
 pub use error::{CallError, FaultKind, LoadError};
 pub use loader::Plugin;
 pub use runtime::{Limits, Runtime, RuntimeOptions, default_cache_dir};
 pub use spec::PluginSpec;
-pub use call::{CallOutput, LogLine};

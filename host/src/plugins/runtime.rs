@@ -30,6 +30,20 @@ pub struct Limits {
     pub table_elements: usize,
 }
 
+impl Limits {
+    /// Each limit the larger of the two: what an engine running both must allow.
+    pub fn max(self, other: &Limits) -> Limits {
+        Limits {
+            timeout: self.timeout.max(other.timeout),
+            memory_bytes: self.memory_bytes.max(other.memory_bytes),
+            instances: self.instances.max(other.instances),
+            tables: self.tables.max(other.tables),
+            memories: self.memories.max(other.memories),
+            table_elements: self.table_elements.max(other.table_elements),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -56,7 +70,11 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { cache_dir: default_cache_dir(), max_concurrent_calls: 32, largest: Limits::default() }
+        RuntimeOptions {
+            cache_dir: default_cache_dir(),
+            max_concurrent_calls: 32,
+            largest: Limits::default(),
+        }
     }
 }
 
@@ -87,7 +105,11 @@ impl Runtime {
             }
         });
         spawn_epoch_ticker(&engine);
-        Ok(Runtime { engine, linker, cache })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+        })
     }
 
     /// Loads the plugin `spec` names, from its file.
@@ -101,8 +123,20 @@ impl Runtime {
     }
 
     /// Loads a plugin from bytes already in memory (the built-in stock plugin).
-    pub fn load_bytes(&self, spec: &PluginSpec, bytes: &[u8], limits: Limits) -> Result<Plugin, LoadError> {
-        loader::load(&self.engine, &self.linker, self.cache.as_ref(), spec, bytes, limits)
+    pub fn load_bytes(
+        &self,
+        spec: &PluginSpec,
+        bytes: &[u8],
+        limits: Limits,
+    ) -> Result<Plugin, LoadError> {
+        loader::load(
+            &self.engine,
+            &self.linker,
+            self.cache.as_ref(),
+            spec,
+            bytes,
+            limits,
+        )
     }
 
     pub fn engine(&self) -> &Engine {

@@ -17,7 +17,11 @@ pub struct PluginSpec {
 impl PluginSpec {
     /// A plugin whose bytes are built in (the stock plugin).
     pub fn builtin(name: &str) -> Self {
-        PluginSpec { name: name.to_string(), path: PathBuf::from(format!("<built-in {name}>")), sha256: None }
+        PluginSpec {
+            name: name.to_string(),
+            path: PathBuf::from(format!("<built-in {name}>")),
+            sha256: None,
+        }
     }
 }
 
@@ -29,7 +33,9 @@ impl FromStr for PluginSpec {
             Some((location, hex)) => {
                 let hex = hex.to_ascii_lowercase();
                 if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(format!("{text:?}: the pin after #sha256= must be 64 hex digits"));
+                    return Err(format!(
+                        "{text:?}: the pin after #sha256= must be 64 hex digits"
+                    ));
                 }
                 (location, Some(hex))
             }
@@ -39,7 +45,11 @@ impl FromStr for PluginSpec {
             Some((name, path)) if is_plugin_name(name) => (name.to_string(), PathBuf::from(path)),
             _ => {
                 let path = PathBuf::from(location);
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
                 (stem, path)
             }
         };
@@ -57,7 +67,10 @@ impl FromStr for PluginSpec {
 }
 
 fn is_plugin_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl fmt::Display for PluginSpec {
@@ -75,12 +88,30 @@ mod tests {
         let pin = "ab".repeat(32);
         let cases = [
             ("plugins/naming.wasm", "naming", "plugins/naming.wasm", None),
-            ("etl=plugins/naming.wasm", "etl", "plugins/naming.wasm", None),
-            (&*format!("x/policy.wasm#sha256={}", pin.to_uppercase()), "policy", "x/policy.wasm", Some(pin.clone())),
+            (
+                "etl=plugins/naming.wasm",
+                "etl",
+                "plugins/naming.wasm",
+                None,
+            ),
+            (
+                &*format!("x/policy.wasm#sha256={}", pin.to_uppercase()),
+                "policy",
+                "x/policy.wasm",
+                Some(pin.clone()),
+            ),
         ];
         for (text, name, path, sha256) in cases {
             let spec: PluginSpec = text.parse().unwrap();
-            assert_eq!(spec, PluginSpec { name: name.into(), path: path.into(), sha256 }, "{text}");
+            assert_eq!(
+                spec,
+                PluginSpec {
+                    name: name.into(),
+                    path: path.into(),
+                    sha256
+                },
+                "{text}"
+            );
         }
     }
 

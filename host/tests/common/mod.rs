@@ -15,7 +15,8 @@ pub struct Run {
 impl Run {
     pub fn json(&self) -> serde_json::Value {
         assert_eq!(self.status, Some(0), "agent failed:\n{}", self.stderr);
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 

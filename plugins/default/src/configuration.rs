@@ -27,9 +27,14 @@ pub struct JobConfiguration {
 
 /// The pool's template, or the stock one when the pool has none.
 pub fn base_template(pool_template: &str) -> Result<Value, Error> {
-    let template: Value = serde_json::from_str(pool_template)
-        .map_err(|e| fault(format!("the work pool's base job template is not JSON: {e}")))?;
-    let has_configuration = template.get("job_configuration").is_some_and(|c| !c.is_null());
+    let template: Value = serde_json::from_str(pool_template).map_err(|e| {
+        fault(format!(
+            "the work pool's base job template is not JSON: {e}"
+        ))
+    })?;
+    let has_configuration = template
+        .get("job_configuration")
+        .is_some_and(|c| !c.is_null());
     if has_configuration {
         Ok(template)
     } else {
@@ -38,7 +43,10 @@ pub fn base_template(pool_template: &str) -> Result<Value, Error> {
 }
 
 /// Renders `template` with `values` (the merged job variables).
-pub fn from_template_and_values(template: &Value, values: &Map<String, Value>) -> Result<JobConfiguration, Error> {
+pub fn from_template_and_values(
+    template: &Value,
+    values: &Map<String, Value>,
+) -> Result<JobConfiguration, Error> {
     let mut base_config = template
         .get("job_configuration")
         .and_then(Value::as_object)
@@ -49,7 +57,9 @@ pub fn from_template_and_values(template: &Value, values: &Map<String, Value>) -
     // Pool-level env defaults merge into a dict env of the configuration before overrides.
     if let Some(default_env) = variables.get("env").filter(|e| truthy(e)).cloned() {
         let merged = match (base_config.get("env"), &default_env) {
-            (Some(Value::Object(base)), Value::Object(extra)) => Value::Object(merge_maps(base, extra)),
+            (Some(Value::Object(base)), Value::Object(extra)) => {
+                Value::Object(merge_maps(base, extra))
+            }
             _ => default_env,
         };
         base_config.insert("env".into(), merged);
@@ -59,14 +69,16 @@ pub fn from_template_and_values(template: &Value, values: &Map<String, Value>) -
         variables.insert(key, value);
     }
 
-    if let (Some(Value::Object(base)), Some(Value::Object(env))) = (base_config.get("env"), variables.get("env"))
+    if let (Some(Value::Object(base)), Some(Value::Object(env))) =
+        (base_config.get("env"), variables.get("env"))
         && !env.is_empty()
     {
         let merged = merge_maps(base, env);
         base_config.insert("env".into(), Value::Object(merged));
     }
 
-    let populated = apply_values(&Value::Object(base_config), &variables).unwrap_or_else(|| json!({}));
+    let populated =
+        apply_values(&Value::Object(base_config), &variables).unwrap_or_else(|| json!({}));
     JobConfiguration::from_populated(populated)
 }
 
@@ -162,20 +174,32 @@ impl JobConfiguration {
         let namespace = match config.remove("namespace") {
             None | Some(Value::Null) => "default".to_string(),
             Some(Value::String(ns)) => ns,
-            Some(other) => return Err(fault(format!("job configuration `namespace` must be a string, got {other}"))),
+            Some(other) => {
+                return Err(fault(format!(
+                    "job configuration `namespace` must be a string, got {other}"
+                )));
+            }
         };
         let env = match config.remove("env") {
             None | Some(Value::Null) => Env::Map(Map::new()),
             Some(Value::Object(map)) => Env::Map(
                 map.into_iter()
                     .map(|(k, v)| {
-                        let v = if v.is_null() { Value::Null } else { Value::String(python_str(&v)) };
+                        let v = if v.is_null() {
+                            Value::Null
+                        } else {
+                            Value::String(python_str(&v))
+                        };
                         (k, v)
                     })
                     .collect(),
             ),
             Some(Value::Array(items)) => Env::List(items),
-            Some(other) => return Err(fault(format!("job configuration `env` must be an object or a list, got {other}"))),
+            Some(other) => {
+                return Err(fault(format!(
+                    "job configuration `env` must be an object or a list, got {other}"
+                )));
+            }
         };
         let mut job_manifest = config
             .remove("job_manifest")
@@ -196,7 +220,9 @@ fn optional_string(value: Option<Value>, field: &str) -> Result<Option<String>, 
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(fault(format!("job configuration `{field}` must be a string, got {other}"))),
+        Some(other) => Err(fault(format!(
+            "job configuration `{field}` must be a string, got {other}"
+        ))),
     }
 }
 
@@ -205,11 +231,15 @@ fn string_map(value: Option<Value>, field: &str) -> Result<Map<String, Value>, E
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => {
             if let Some((key, bad)) = map.iter().find(|(_, v)| !v.is_string()) {
-                return Err(fault(format!("job configuration `{field}.{key}` must be a string, got {bad}")));
+                return Err(fault(format!(
+                    "job configuration `{field}.{key}` must be a string, got {bad}"
+                )));
             }
             Ok(map)
         }
-        Some(other) => Err(fault(format!("job configuration `{field}` must be an object, got {other}"))),
+        Some(other) => Err(fault(format!(
+            "job configuration `{field}` must be an object, got {other}"
+        ))),
     }
 }
 
@@ -227,23 +257,29 @@ fn validate_manifest(manifest: &mut Value, namespace: &str) -> Result<(), Error>
         .ok_or_else(|| fault("job_manifest.metadata must be an object"))?;
     metadata.entry("annotations").or_insert_with(|| json!({}));
     metadata.entry("labels").or_insert_with(|| json!({}));
-    metadata.entry("namespace").or_insert_with(|| json!(namespace));
+    metadata
+        .entry("namespace")
+        .or_insert_with(|| json!(namespace));
 
     let required: [(&str, Option<Value>); 5] = [
         ("/apiVersion", Some(json!("batch/v1"))),
         ("/kind", Some(json!("Job"))),
         ("/spec/template/spec/restartPolicy", Some(json!("Never"))),
         ("/spec/template/spec/containers/0", None),
-        ("/spec/template/spec/containers/0/name", Some(json!("prefect-job"))),
+        (
+            "/spec/template/spec/containers/0/name",
+            Some(json!("prefect-job")),
+        ),
     ];
     let mut missing = Vec::new();
     let mut incompatible = Vec::new();
     for (path, expected) in required {
         match (manifest.pointer(path), expected) {
             (None, _) => missing.push(path.to_string()),
-            (Some(found), Some(expected)) if *found != expected => {
-                incompatible.push(format!("{path} must have value {}", python_str_repr(&expected)))
-            }
+            (Some(found), Some(expected)) if *found != expected => incompatible.push(format!(
+                "{path} must have value {}",
+                python_str_repr(&expected)
+            )),
             _ => {}
         }
     }
@@ -286,26 +322,40 @@ mod tests {
     fn dotted_variables_nest_and_the_nested_form_wins() {
         let values = json!({"env.A": "dotted", "env.B": "dotted", "env": {"B": "nested"}});
         let nested = nest_dotted_keys(values.as_object().unwrap());
-        assert_eq!(Value::Object(nested), json!({"env": {"A": "dotted", "B": "nested"}}));
+        assert_eq!(
+            Value::Object(nested),
+            json!({"env": {"A": "dotted", "B": "nested"}})
+        );
     }
 
     #[test]
     fn defaults_fill_what_variables_leave_out() {
         let config = from_template_and_values(&stock(), &Map::new()).unwrap();
-        assert_eq!(config.job_manifest.pointer("/metadata/namespace"), Some(&json!("default")));
-        assert_eq!(config.job_manifest.pointer("/spec/backoffLimit"), Some(&json!(0)));
         assert_eq!(
-            config.job_manifest.pointer("/spec/template/spec/containers/0/imagePullPolicy"),
+            config.job_manifest.pointer("/metadata/namespace"),
+            Some(&json!("default"))
+        );
+        assert_eq!(
+            config.job_manifest.pointer("/spec/backoffLimit"),
+            Some(&json!(0))
+        );
+        assert_eq!(
+            config
+                .job_manifest
+                .pointer("/spec/template/spec/containers/0/imagePullPolicy"),
             Some(&json!("IfNotPresent"))
         );
-        assert_eq!(config.job_manifest.pointer("/spec/ttlSecondsAfterFinished"), None);
+        assert_eq!(
+            config.job_manifest.pointer("/spec/ttlSecondsAfterFinished"),
+            None
+        );
     }
 
     #[test]
     fn a_renamed_container_is_refused_as_prefect_refuses_it() {
         let mut template = stock();
-        template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["name"] =
-            json!("main");
+        template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"]
+            [0]["name"] = json!("main");
         let Err(Error::Fault(message)) = from_template_and_values(&template, &Map::new()) else {
             panic!("expected a fault")
         };

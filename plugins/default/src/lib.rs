@@ -42,11 +42,17 @@ fn apply_agent_differences(manifest: &mut Value, request: &Request) -> Result<()
         job::add_named(pod, "imagePullSecrets", json!({ "name": secret }))?;
     }
     if let Some(secret) = &request.agent.api_key_secret {
-        let container = job::containers(manifest)?.into_iter().next().expect("checked by the template validation");
+        let container = job::containers(manifest)?
+            .into_iter()
+            .next()
+            .expect("checked by the template validation");
         let has_key = container
             .get("env")
             .and_then(Value::as_array)
-            .is_some_and(|env| env.iter().any(|e| e.get("name") == Some(&json!("PREFECT_API_KEY"))));
+            .is_some_and(|env| {
+                env.iter()
+                    .any(|e| e.get("name") == Some(&json!("PREFECT_API_KEY")))
+            });
         if !has_key {
             job::set_env(
                 container,
@@ -62,10 +68,17 @@ fn apply_agent_differences(manifest: &mut Value, request: &Request) -> Result<()
 fn name_deterministically(manifest: &mut Value, suffix: &str) -> Result<(), Error> {
     let metadata = job::object_at(manifest, &["metadata"])?;
     let prefix = metadata.remove("generateName");
-    if metadata.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+    if metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+    {
         return Ok(());
     }
-    let prefix = prefix.as_ref().and_then(Value::as_str).unwrap_or("prefect-job-");
+    let prefix = prefix
+        .as_ref()
+        .and_then(Value::as_str)
+        .unwrap_or("prefect-job-");
     metadata.insert("name".into(), json!(format!("{prefix}{suffix}")));
     Ok(())
 }

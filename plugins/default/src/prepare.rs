@@ -11,7 +11,10 @@ const DEFAULT_COMMAND: &str = "prefect flow-run execute";
 const SIGTERM_BEHAVIOR: &str = "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR";
 
 /// Turns the rendered configuration into the Job for `request`'s flow run.
-pub fn prepare_for_flow_run(mut config: JobConfiguration, request: &Request) -> Result<Value, Error> {
+pub fn prepare_for_flow_run(
+    mut config: JobConfiguration,
+    request: &Request,
+) -> Result<Value, Error> {
     // Entries with `valueFrom` cannot live in a name → value map; keep them aside.
     let special_env = split_special_env(&mut config.env);
     let env = flow_run_env(&config.env, request);
@@ -21,7 +24,10 @@ pub fn prepare_for_flow_run(mut config: JobConfiguration, request: &Request) -> 
     let mut env = Env::Map(env);
     if !special_env.is_empty() {
         let Env::Map(map) = &env else { unreachable!() };
-        let mut list: Vec<Value> = map.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+        let mut list: Vec<Value> = map
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
         list.extend(special_env);
         env = Env::List(list);
     }
@@ -40,11 +46,22 @@ pub fn prepare_for_flow_run(mut config: JobConfiguration, request: &Request) -> 
 }
 
 fn split_special_env(env: &mut Env) -> Vec<Value> {
-    let Env::List(items) = env else { return Vec::new() };
-    let special = items.iter().filter(|i| i.get("valueFrom").is_some()).cloned().collect();
+    let Env::List(items) = env else {
+        return Vec::new();
+    };
+    let special = items
+        .iter()
+        .filter(|i| i.get("valueFrom").is_some())
+        .cloned()
+        .collect();
     let plain = items
         .iter()
-        .filter_map(|i| Some((i.get("name")?.as_str()?.to_string(), i.get("value")?.clone())))
+        .filter_map(|i| {
+            Some((
+                i.get("name")?.as_str()?.to_string(),
+                i.get("value")?.clone(),
+            ))
+        })
         .collect();
     *env = Env::Map(plain);
     special
@@ -90,7 +107,11 @@ fn flow_run_labels(configured: &Map<String, Value>, request: &Request) -> Map<St
     };
     put("prefect.io/flow-run-id", run.id.clone());
     put("prefect.io/flow-run-name", run.name.clone());
-    let version = request.agent.prefect_version.as_deref().map(|v| slug::label_value(v.split('+').next().unwrap_or(v)));
+    let version = request
+        .agent
+        .prefect_version
+        .as_deref()
+        .map(|v| slug::label_value(v.split('+').next().unwrap_or(v)));
     if let Some(version) = &version {
         put("prefect.io/version", version.clone());
     }
@@ -125,13 +146,16 @@ fn flow_run_labels(configured: &Map<String, Value>, request: &Request) -> Map<St
 /// The `name` job variable, rendered against `ctx.flow` and `ctx.flow_run`, or the run's name.
 fn flow_run_name(configured: Option<&str>, request: &Request) -> String {
     let rendered = configured.filter(|n| !n.is_empty()).map(|name| {
-        let ctx = json!({"ctx": {"flow": flow_context(request), "flow_run": flow_run_context(request)}});
+        let ctx =
+            json!({"ctx": {"flow": flow_context(request), "flow_run": flow_run_context(request)}});
         match apply_values(&json!(name), ctx.as_object().expect("an object")) {
             Some(value) => python_str(&value),
             None => name.to_string(),
         }
     });
-    rendered.filter(|n| !n.is_empty()).unwrap_or_else(|| request.flow_run.name.clone())
+    rendered
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| request.flow_run.name.clone())
 }
 
 fn flow_context(request: &Request) -> Value {
@@ -157,7 +181,10 @@ fn flow_run_context(request: &Request) -> Value {
 /// With `backoffLimit: 0` the runner reschedules its run on SIGTERM (eviction) unless told
 /// otherwise; with any other limit Kubernetes owns retries, so the runner relinquishes.
 fn configure_eviction_handling(manifest: &Value, env: &mut Env) {
-    let no_retries = manifest.pointer("/spec/backoffLimit").and_then(Value::as_f64) == Some(0.0);
+    let no_retries = manifest
+        .pointer("/spec/backoffLimit")
+        .and_then(Value::as_f64)
+        == Some(0.0);
     match env {
         Env::Map(map) if no_retries => {
             if !map.get(SIGTERM_BEHAVIOR).is_some_and(truthy) {
@@ -165,7 +192,10 @@ fn configure_eviction_handling(manifest: &Value, env: &mut Env) {
             }
         }
         Env::List(list) if no_retries => {
-            if !list.iter().any(|e| e.get("name") == Some(&json!(SIGTERM_BEHAVIOR))) {
+            if !list
+                .iter()
+                .any(|e| e.get("name") == Some(&json!(SIGTERM_BEHAVIOR)))
+            {
                 list.push(json!({"name": SIGTERM_BEHAVIOR, "value": "reschedule"}));
             }
         }
@@ -183,13 +213,18 @@ fn first_container(manifest: &mut Value) -> Result<&mut Map<String, Value>, Erro
     manifest
         .pointer_mut("/spec/template/spec/containers/0")
         .and_then(Value::as_object_mut)
-        .ok_or_else(|| fault("Job field .spec.template.spec.containers[0] is missing or not an object"))
+        .ok_or_else(|| {
+            fault("Job field .spec.template.spec.containers[0] is missing or not an object")
+        })
 }
 
 /// Our env first; entries the template hard-codes follow unless ours name them too.
 fn populate_env_in_manifest(manifest: &mut Value, env: Env) -> Result<(), Error> {
     let ours: Vec<Value> = match env {
-        Env::Map(map) => map.into_iter().map(|(k, v)| json!({"name": k, "value": v})).collect(),
+        Env::Map(map) => map
+            .into_iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect(),
         Env::List(list) => list,
     };
     let container = first_container(manifest)?;
@@ -212,12 +247,20 @@ fn populate_env_in_manifest(manifest: &mut Value, env: Env) -> Result<(), Error>
 fn slugged_labels(labels: &Map<String, Value>) -> Map<String, Value> {
     labels
         .iter()
-        .map(|(k, v)| (slug::label_key(k), Value::String(slug::label_value(&python_str(v)))))
+        .map(|(k, v)| {
+            (
+                slug::label_key(k),
+                Value::String(slug::label_value(&python_str(v))),
+            )
+        })
         .collect()
 }
 
 fn merged(existing: Option<&Value>, over: &Map<String, Value>) -> Map<String, Value> {
-    let mut all = existing.and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut all = existing
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     all.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
     all
 }
@@ -229,16 +272,24 @@ fn slugify_labels(manifest: &mut Value, labels: &Map<String, Value>) -> Result<(
     Ok(())
 }
 
-fn slugify_annotations(manifest: &mut Value, annotations: &Map<String, Value>) -> Result<(), Error> {
+fn slugify_annotations(
+    manifest: &mut Value,
+    annotations: &Map<String, Value>,
+) -> Result<(), Error> {
     let metadata = job::object_at(manifest, &["metadata"])?;
     let all = merged(metadata.get("annotations"), annotations);
-    let slugged = all.into_iter().map(|(k, v)| (slug::label_key(&k), v)).collect();
+    let slugged = all
+        .into_iter()
+        .map(|(k, v)| (slug::label_key(&k), v))
+        .collect();
     metadata.insert("annotations".into(), Value::Object(slugged));
     Ok(())
 }
 
 fn populate_image_if_not_present(manifest: &mut Value, default_image: &str) -> Result<(), Error> {
-    first_container(manifest)?.entry("image").or_insert_with(|| json!(default_image));
+    first_container(manifest)?
+        .entry("image")
+        .or_insert_with(|| json!(default_image));
     Ok(())
 }
 
@@ -260,12 +311,19 @@ fn populate_command_if_not_present(manifest: &mut Value) -> Result<(), Error> {
 }
 
 fn split_command(command: &str) -> Result<Vec<String>, Error> {
-    shlex::split(command).ok_or_else(|| fault(format!("the command {command:?} has an unclosed quote or a trailing backslash")))
+    shlex::split(command).ok_or_else(|| {
+        fault(format!(
+            "the command {command:?} has an unclosed quote or a trailing backslash"
+        ))
+    })
 }
 
 fn populate_generate_name_if_not_present(manifest: &mut Value, name: &str) -> Result<(), Error> {
     let metadata = job::object_at(manifest, &["metadata"])?;
-    let current = metadata.get("generateName").and_then(Value::as_str).unwrap_or("");
+    let current = metadata
+        .get("generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if current.is_empty() || has_placeholders(current) || current == "-" || current == "None-" {
         let prefix = slug::name(name).unwrap_or_else(|| "prefect-job".into());
         metadata.insert("generateName".into(), json!(format!("{prefix}-")));
@@ -281,7 +339,11 @@ fn propagate_labels_to_pod(manifest: &mut Value, labels: &Map<String, Value>) ->
 }
 
 fn propagate_annotations_to_pod(manifest: &mut Value) -> Result<(), Error> {
-    let annotations = manifest.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+    let annotations = manifest
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if annotations.is_empty() {
         return Ok(());
     }

@@ -14,7 +14,9 @@ pub fn name(text: &str) -> Option<String> {
 /// `_slugify_label_value`: at most 63 characters, starting and ending alphanumeric; the
 /// original text when nothing is left (the API server will then say what is wrong).
 pub fn label_value(text: &str) -> String {
-    let slug = slugify(text, 63, false, |c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let slug = slugify(text, 63, false, |c| {
+        c.is_ascii_alphanumeric() || "-_.".contains(c)
+    });
     non_empty_or(slug.trim_matches(|c| "_-.".contains(c)), text)
 }
 
@@ -24,11 +26,15 @@ pub fn label_key(key: &str) -> String {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    let name_slug = slugify(name, 63, false, |c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let name_slug = slugify(name, 63, false, |c| {
+        c.is_ascii_alphanumeric() || "-_.".contains(c)
+    });
     let name_slug = non_empty_or(name_slug.trim_matches(|c| "_-.".contains(c)), name);
     match prefix {
         Some(prefix) if !prefix.is_empty() => {
-            let prefix_slug = slugify(prefix, 253, false, |c| c.is_ascii_alphanumeric() || "-.".contains(c));
+            let prefix_slug = slugify(prefix, 253, false, |c| {
+                c.is_ascii_alphanumeric() || "-.".contains(c)
+            });
             let prefix_slug = non_empty_or(prefix_slug.trim_matches(|c| "_-.".contains(c)), prefix);
             format!("{prefix_slug}/{name_slug}")
         }
@@ -37,12 +43,21 @@ pub fn label_key(key: &str) -> String {
 }
 
 fn non_empty_or(slug: &str, original: &str) -> String {
-    if slug.is_empty() { original.to_string() } else { slug.to_string() }
+    if slug.is_empty() {
+        original.to_string()
+    } else {
+        slug.to_string()
+    }
 }
 
 /// python-slugify's `slugify(text, max_length=…, lowercase=…, regex_pattern=…)`, where
 /// `allowed` is the complement of the pattern.
-fn slugify(text: &str, max_length: usize, lowercase: bool, allowed: impl Fn(char) -> bool) -> String {
+fn slugify(
+    text: &str,
+    max_length: usize,
+    lowercase: bool,
+    allowed: impl Fn(char) -> bool,
+) -> String {
     let text = collapse_quotes(text, "-");
     let nfkd: String = text.nfkd().collect();
     let ascii = deunicode::deunicode(&nfkd);
@@ -125,7 +140,10 @@ fn decode_entities(text: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp + 1..];
-        match after.find(';').and_then(|semi| Some((semi, entity_char(&after[..semi])?))) {
+        match after
+            .find(';')
+            .and_then(|semi| Some((semi, entity_char(&after[..semi])?)))
+        {
             Some((semi, c)) => {
                 out.push(c);
                 rest = &after[semi + 1..];
@@ -142,7 +160,8 @@ fn decode_entities(text: &str) -> String {
 
 fn entity_char(body: &str) -> Option<char> {
     let code = if let Some(hex) = body.strip_prefix("#x") {
-        (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| u32::from_str_radix(hex, 16).ok())??
+        (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(hex, 16).ok())??
     } else if let Some(dec) = body.strip_prefix('#') {
         (!dec.is_empty() && dec.chars().all(|c| c.is_ascii_digit())).then(|| dec.parse().ok())??
     } else {
@@ -166,12 +185,18 @@ mod tests {
     fn label_values_keep_case_dots_and_underscores() {
         assert_eq!(label_value("Hello World.v1_x"), "Hello-World.v1_x");
         assert_eq!(label_value("-_lead and trail_-"), "lead-and-trail");
-        assert_eq!(label_value("2026-01-01T00:00:00+00:00"), "2026-01-01T00-00-00-00-00");
+        assert_eq!(
+            label_value("2026-01-01T00:00:00+00:00"),
+            "2026-01-01T00-00-00-00-00"
+        );
     }
 
     #[test]
     fn label_keys_slug_prefix_and_name_apart() {
-        assert_eq!(label_key("prefect.io/flow-run-id"), "prefect.io/flow-run-id");
+        assert_eq!(
+            label_key("prefect.io/flow-run-id"),
+            "prefect.io/flow-run-id"
+        );
         assert_eq!(label_key("my team/cost center"), "my-team/cost-center");
     }
 

@@ -35,7 +35,11 @@ fn find_placeholders(text: &str) -> Vec<Placeholder<'_>> {
             Some((end, name)) => {
                 let full_match = &text[start..end];
                 if !found.iter().any(|p| p.full_match == full_match) {
-                    found.push(Placeholder { full_match, name, kind: kind_of(name) });
+                    found.push(Placeholder {
+                        full_match,
+                        name,
+                        kind: kind_of(name),
+                    });
                 }
                 at = end;
             }
@@ -97,7 +101,10 @@ pub fn apply_values(template: &Value, values: &Map<String, Value>) -> Option<Val
                 .collect(),
         )),
         Value::Array(items) => Some(Value::Array(
-            items.iter().filter_map(|v| apply_values(v, values)).collect(),
+            items
+                .iter()
+                .filter_map(|v| apply_values(v, values))
+                .collect(),
         )),
         other => Some(other.clone()),
     }
@@ -161,7 +168,10 @@ fn python_repr(value: &Value) -> String {
         Value::Number(n) => python_number(n),
         Value::String(s) => python_string_repr(s),
         Value::Array(items) => {
-            format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+            )
         }
         Value::Object(map) => format!(
             "{{{}}}",
@@ -187,7 +197,11 @@ fn python_number(n: &serde_json::Number) -> String {
 }
 
 fn python_string_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -221,19 +235,28 @@ mod tests {
 
     #[test]
     fn whole_value_placeholders_take_typed_values() {
-        let rendered = apply_values(&json!({"a": "{{ n }}", "b": "{{env}}", "c": "{{ list[1].k }}"}), &values());
+        let rendered = apply_values(
+            &json!({"a": "{{ n }}", "b": "{{env}}", "c": "{{ list[1].k }}"}),
+            &values(),
+        );
         assert_eq!(rendered, Some(json!({"a": 3, "b": {"A": "1"}, "c": "v"})));
     }
 
     #[test]
     fn unset_placeholders_drop_their_key_and_list_item() {
-        let rendered = apply_values(&json!({"a": "{{ missing }}", "b": ["{{ missing }}", "{{ n }}"]}), &values());
+        let rendered = apply_values(
+            &json!({"a": "{{ missing }}", "b": ["{{ missing }}", "{{ n }}"]}),
+            &values(),
+        );
         assert_eq!(rendered, Some(json!({"b": [3]})));
     }
 
     #[test]
     fn a_null_value_is_kept_as_null() {
-        assert_eq!(apply_values(&json!({"a": "{{ off }}"}), &values()), Some(json!({"a": null})));
+        assert_eq!(
+            apply_values(&json!({"a": "{{ off }}"}), &values()),
+            Some(json!({"a": null}))
+        );
     }
 
     #[test]
@@ -244,11 +267,18 @@ mod tests {
             ("{{ flag }}/{{ off }}/{{ missing }}", "True/None/"),
             ("{{ env }}!", "{'A': '1'}!"),
             ("{{ $HOME }}x", "x"),
-            ("{{ prefect.blocks.secret.k }}", "{{ prefect.blocks.secret.k }}"),
+            (
+                "{{ prefect.blocks.secret.k }}",
+                "{{ prefect.blocks.secret.k }}",
+            ),
             ("{ {n}} {{n}", "{ {n}} {{n}"),
         ];
         for (template, expected) in cases {
-            assert_eq!(apply_values(&json!(template), &values()), Some(json!(expected)), "{template}");
+            assert_eq!(
+                apply_values(&json!(template), &values()),
+                Some(json!(expected)),
+                "{template}"
+            );
         }
     }
 

@@ -35,7 +35,11 @@ fn env_entry(key: &str, value: &str) -> Result<Value, Error> {
             .split_once('/')
             .filter(|(s, k)| !s.is_empty() && !k.is_empty())
             .ok_or_else(|| fault(format!("setting `{key}` = {value:?} must be SECRET/KEY")))?;
-        return Ok(json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key}}}));
+        return Ok(
+            json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key}}}),
+        );
     }
-    Err(fault(format!("unknown setting `{key}`: use set.NAME=VALUE or secret.NAME=SECRET/KEY")))
+    Err(fault(format!(
+        "unknown setting `{key}`: use set.NAME=VALUE or secret.NAME=SECRET/KEY"
+    )))
 }

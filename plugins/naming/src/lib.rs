@@ -11,16 +11,20 @@ pub struct Naming;
 
 impl Plugin for Naming {
     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> {
-        let prefix = request
-            .config("prefix")
-            .ok_or_else(|| fault("missing setting `prefix` (give --plugin-config naming.prefix=VALUE)"))?;
+        let prefix = request.config("prefix").ok_or_else(|| {
+            fault("missing setting `prefix` (give --plugin-config naming.prefix=VALUE)")
+        })?;
         if !is_dns_label_start(prefix) {
             return Err(fault(format!(
                 "setting `prefix` = {prefix:?} must be lowercase letters, digits and '-', start with a letter or digit, and be at most 30 characters"
             )));
         }
         let metadata = job::object_at(&mut job, &["metadata"])?;
-        let name = metadata.get("name").and_then(Value::as_str).unwrap_or("job").to_string();
+        let name = metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("job")
+            .to_string();
         metadata.insert("name".into(), json!(prefixed(prefix, &name)));
         Ok(job)
     }
@@ -31,7 +35,9 @@ agent_plugin_sdk::export_plugin!(Naming);
 fn is_dns_label_start(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.len() <= 30
-        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !prefix.starts_with('-')
 }
 
@@ -51,7 +57,10 @@ mod tests {
 
     #[test]
     fn prefixes_and_keeps_the_suffix_within_63() {
-        assert_eq!(prefixed("etl", "crimson-beaver-k3x9"), "etl-crimson-beaver-k3x9");
+        assert_eq!(
+            prefixed("etl", "crimson-beaver-k3x9"),
+            "etl-crimson-beaver-k3x9"
+        );
         let long = format!("{}-k3x9a2b1", "a".repeat(60));
         let named = prefixed("etl", &long);
         assert_eq!(named.len(), 63);

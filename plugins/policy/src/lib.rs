@@ -12,13 +12,22 @@ impl Plugin for Policy {
     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> {
         let registries: Vec<&str> = request
             .config("allowed-registries")
-            .map(|list| list.split(',').map(str::trim).filter(|r| !r.is_empty()).collect())
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         let caps = [cap(request, "cpu")?, cap(request, "memory")?];
         for container in job::containers(&mut job)? {
             let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
             let image = container.get("image").and_then(Value::as_str).unwrap_or("");
-            if !registries.is_empty() && !registries.iter().any(|r| image.starts_with(&format!("{}/", r.trim_end_matches('/')))) {
+            if !registries.is_empty()
+                && !registries
+                    .iter()
+                    .any(|r| image.starts_with(&format!("{}/", r.trim_end_matches('/'))))
+            {
                 return Err(reject(format!(
                     "container {name}: image {image:?} is not from an allowed registry ({})",
                     registries.join(", ")
@@ -26,8 +35,13 @@ impl Plugin for Policy {
             }
             for (resource, max_text, max) in caps.iter().flatten() {
                 for kind in ["requests", "limits"] {
-                    let asked = container.get("resources").and_then(|r| r.get(kind)).and_then(|r| r.get(*resource));
-                    let Some(asked) = asked.and_then(Value::as_str) else { continue };
+                    let asked = container
+                        .get("resources")
+                        .and_then(|r| r.get(kind))
+                        .and_then(|r| r.get(*resource));
+                    let Some(asked) = asked.and_then(Value::as_str) else {
+                        continue;
+                    };
                     if quantity::parse(asked).is_some_and(|v| v > *max) {
                         return Err(reject(format!(
                             "container {name}: {resource} {kind} {asked} is above the allowed maximum {max_text}"
@@ -42,10 +56,18 @@ impl Plugin for Policy {
 
 agent_plugin_sdk::export_plugin!(Policy);
 
-fn cap(request: &Request, resource: &'static str) -> Result<Option<(&'static str, String, f64)>, Error> {
+fn cap(
+    request: &Request,
+    resource: &'static str,
+) -> Result<Option<(&'static str, String, f64)>, Error> {
     let key = format!("{resource}.max");
-    let Some(text) = request.config(&key) else { return Ok(None) };
-    let value = quantity::parse(text)
-        .ok_or_else(|| fault(format!("setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)")))?;
+    let Some(text) = request.config(&key) else {
+        return Ok(None);
+    };
+    let value = quantity::parse(text).ok_or_else(|| {
+        fault(format!(
+            "setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)"
+        ))
+    })?;
     Ok(Some((resource, text.to_string(), value)))
 }

@@ -4,7 +4,9 @@
 //! none; `cpu.max`, `memory.max` lower any request or limit above them (and say so in the log).
 //! To refuse such runs instead of capping them, use the `policy` plugin.
 
-use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value, fault, job, json, log, quantity};
+use agent_plugin_sdk::{
+    Error, Plugin, Request, RequestExt, Value, fault, job, json, log, quantity,
+};
 
 pub struct Resources;
 
@@ -14,7 +16,11 @@ impl Plugin for Resources {
             let default = setting(request, resource, "default")?;
             let max = setting(request, resource, "max")?;
             for container in job::containers(&mut job)? {
-                let name = container.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
+                let name = container
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string();
                 let resources = job::object_at_map(container, "resources")?;
                 if let Some((text, _)) = &default {
                     let requests = job::object_at_map(resources, "requests")?;
@@ -23,7 +29,9 @@ impl Plugin for Resources {
                 if let Some((max_text, max_value)) = &max {
                     for kind in ["requests", "limits"] {
                         let section = job::object_at_map(resources, kind)?;
-                        let Some(current) = section.get(resource).and_then(Value::as_str) else { continue };
+                        let Some(current) = section.get(resource).and_then(Value::as_str) else {
+                            continue;
+                        };
                         if quantity::parse(current).is_some_and(|v| v > *max_value) {
                             log::warn(&format!(
                                 "container {name}: {resource} {kind} {current} is above the maximum {max_text}; capped"
@@ -43,8 +51,13 @@ agent_plugin_sdk::export_plugin!(Resources);
 /// Setting `RESOURCE.WHICH`, checked to be a quantity.
 fn setting(request: &Request, resource: &str, which: &str) -> Result<Option<(String, f64)>, Error> {
     let key = format!("{resource}.{which}");
-    let Some(text) = request.config(&key) else { return Ok(None) };
-    let value = quantity::parse(text)
-        .ok_or_else(|| fault(format!("setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)")))?;
+    let Some(text) = request.config(&key) else {
+        return Ok(None);
+    };
+    let value = quantity::parse(text).ok_or_else(|| {
+        fault(format!(
+            "setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)"
+        ))
+    })?;
     Ok(Some((text.to_string(), value)))
 }

@@ -7,7 +7,10 @@ use crate::{Error, fault};
 use serde_json::{Map, Value};
 
 /// The object at `path` (keys from the root), created empty where missing.
-pub fn object_at<'a>(job: &'a mut Value, path: &[&str]) -> Result<&'a mut Map<String, Value>, Error> {
+pub fn object_at<'a>(
+    job: &'a mut Value,
+    path: &[&str],
+) -> Result<&'a mut Map<String, Value>, Error> {
     let mut here = job;
     let mut walked = String::new();
     for key in path {
@@ -16,12 +19,18 @@ pub fn object_at<'a>(job: &'a mut Value, path: &[&str]) -> Result<&'a mut Map<St
         let map = here
             .as_object_mut()
             .ok_or_else(|| fault(format!("Job field {} is not an object", parent(&walked))))?;
-        here = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        here = map
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     if here.is_null() {
         *here = Value::Object(Map::new());
     }
-    let path_text = if walked.is_empty() { ".".to_string() } else { walked };
+    let path_text = if walked.is_empty() {
+        ".".to_string()
+    } else {
+        walked
+    };
     here.as_object_mut()
         .ok_or_else(|| fault(format!("Job field {path_text} is not an object")))
 }
@@ -34,8 +43,13 @@ fn parent(path: &str) -> &str {
 }
 
 /// The object at `key` of `object`, created empty where missing.
-pub fn object_at_map<'a>(object: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Map<String, Value>, Error> {
-    let slot = object.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+pub fn object_at_map<'a>(
+    object: &'a mut Map<String, Value>,
+    key: &str,
+) -> Result<&'a mut Map<String, Value>, Error> {
+    let slot = object
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if slot.is_null() {
         *slot = Value::Object(Map::new());
     }
@@ -49,8 +63,13 @@ pub fn pod_spec(job: &mut Value) -> Result<&mut Map<String, Value>, Error> {
 }
 
 /// The array at `key` of `object`, created empty where missing.
-pub fn array_at<'a>(object: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Vec<Value>, Error> {
-    let slot = object.entry(key.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+pub fn array_at<'a>(
+    object: &'a mut Map<String, Value>,
+    key: &str,
+) -> Result<&'a mut Vec<Value>, Error> {
+    let slot = object
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Array(Vec::new()));
     if slot.is_null() {
         *slot = Value::Array(Vec::new());
     }
@@ -64,8 +83,11 @@ pub fn containers(job: &mut Value) -> Result<Vec<&mut Map<String, Value>>, Error
         .iter_mut()
         .enumerate()
         .map(|(i, c)| {
-            c.as_object_mut()
-                .ok_or_else(|| fault(format!("Job field .spec.template.spec.containers[{i}] is not an object")))
+            c.as_object_mut().ok_or_else(|| {
+                fault(format!(
+                    "Job field .spec.template.spec.containers[{i}] is not an object"
+                ))
+            })
         })
         .collect()
 }
@@ -83,7 +105,10 @@ pub fn set_env(container: &mut Map<String, Value>, entry: Value) -> Result<(), E
 
 /// Sets `key=value` in the labels of the Job and of its pod template.
 pub fn set_label(job: &mut Value, key: &str, value: &str) -> Result<(), Error> {
-    for path in [&["metadata", "labels"][..], &["spec", "template", "metadata", "labels"][..]] {
+    for path in [
+        &["metadata", "labels"][..],
+        &["spec", "template", "metadata", "labels"][..],
+    ] {
         object_at(job, path)?.insert(key.to_string(), Value::String(value.to_string()));
     }
     Ok(())
@@ -108,14 +133,17 @@ mod tests {
     #[test]
     fn object_at_creates_missing_objects() {
         let mut job = json!({"spec": {}});
-        object_at(&mut job, &["spec", "template", "metadata"]).unwrap().insert("a".into(), json!(1));
+        object_at(&mut job, &["spec", "template", "metadata"])
+            .unwrap()
+            .insert("a".into(), json!(1));
         assert_eq!(job, json!({"spec": {"template": {"metadata": {"a": 1}}}}));
     }
 
     #[test]
     fn object_at_names_the_field_of_the_wrong_type() {
         let mut job = json!({"spec": {"template": []}});
-        let Error::Fault(message) = object_at(&mut job, &["spec", "template", "spec"]).unwrap_err() else {
+        let Error::Fault(message) = object_at(&mut job, &["spec", "template", "spec"]).unwrap_err()
+        else {
             panic!("expected a fault")
         };
         assert_eq!(message, "Job field .spec.template is not an object");
@@ -127,6 +155,9 @@ mod tests {
         let c = c.as_object_mut().unwrap();
         set_env(c, json!({"name": "A", "value": "2"})).unwrap();
         set_env(c, json!({"name": "B", "value": "3"})).unwrap();
-        assert_eq!(c["env"], json!([{"name": "A", "value": "2"}, {"name": "B", "value": "3"}]));
+        assert_eq!(
+            c["env"],
+            json!([{"name": "A", "value": "2"}, {"name": "B", "value": "3"}])
+        );
     }
 }

@@ -56,11 +56,14 @@ macro_rules! export_plugin {
         const _: () = {
             struct Export;
             impl $crate::bindings::exports::agent::plugin::customizer::Guest for Export {
-                fn customize(request: $crate::Request, job: String) -> Result<String, $crate::Error> {
+                fn customize(
+                    request: $crate::Request,
+                    job: String,
+                ) -> Result<String, $crate::Error> {
                     $crate::run::<$plugin>(request, job)
                 }
             }
-            $crate::bindings::__export_plugin_world!(Export with_types_in $crate::bindings);
+    $crate::bindings::__export_plugin_world!(Export with_types_in $crate::bindings);
         };
     };
 }
@@ -75,7 +78,10 @@ pub trait RequestExt {
 
 impl RequestExt for Request {
     fn config(&self, key: &str) -> Option<&str> {
-        self.config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.config
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn job_variables(&self) -> Result<serde_json::Map<String, Value>, Error> {

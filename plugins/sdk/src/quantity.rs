@@ -34,7 +34,14 @@ mod tests {
 
     #[test]
     fn parses_the_suffixes_kubernetes_accepts() {
-        let cases = [("500m", 0.5), ("2", 2.0), ("1Gi", 1073741824.0), ("128M", 128e6), ("1e3", 1000.0), ("1.5", 1.5)];
+        let cases = [
+            ("500m", 0.5),
+            ("2", 2.0),
+            ("1Gi", 1073741824.0),
+            ("128M", 128e6),
+            ("1e3", 1000.0),
+            ("1.5", 1.5),
+        ];
         for (text, expected) in cases {
             assert_eq!(parse(text), Some(expected), "{text}");
         }

@@ -32,10 +32,20 @@ impl Plugin for Volumes {
 agent_plugin_sdk::export_plugin!(Volumes);
 
 fn json_list(request: &Request, key: &str) -> Result<Vec<Value>, Error> {
-    let Some(text) = request.config(key) else { return Ok(Vec::new()) };
+    let Some(text) = request.config(key) else {
+        return Ok(Vec::new());
+    };
     match agent_plugin_sdk::serde_json::from_str(text) {
-        Ok(Value::Array(items)) if items.iter().all(|i| i.get("name").is_some_and(Value::is_string)) => Ok(items),
-        Ok(_) => Err(fault(format!("setting `{key}` must be a JSON list of objects that each have a \"name\""))),
+        Ok(Value::Array(items))
+            if items
+                .iter()
+                .all(|i| i.get("name").is_some_and(Value::is_string)) =>
+        {
+            Ok(items)
+        }
+        Ok(_) => Err(fault(format!(
+            "setting `{key}` must be a JSON list of objects that each have a \"name\""
+        ))),
         Err(e) => Err(fault(format!("setting `{key}` is not JSON: {e}"))),
     }
 }

@@ -30,7 +30,8 @@ impl Plugin for Faulty {
                 job::object_at(&mut job, &["spec"])?.insert("colour".into(), json!("blue"));
             }
             "drop-tracking-label" => {
-                job::object_at(&mut job, &["metadata", "labels"])?.remove("agent.prefect.io/flow-run-id");
+                job::object_at(&mut job, &["metadata", "labels"])?
+                    .remove("agent.prefect.io/flow-run-id");
             }
             "reject" => return Err(reject("runs of this flow are not allowed here")),
             "fault" => return Err(fault("the plugin's own error")),
@@ -38,7 +39,8 @@ impl Plugin for Faulty {
             "sandbox" => probe_sandbox(&mut job)?,
             other => return Err(fault(format!("unknown fault {other:?}"))),
         }
-        job::object_at(&mut job, &["metadata", "annotations"])?.insert("test/calls".into(), json!(calls.to_string()));
+        job::object_at(&mut job, &["metadata", "annotations"])?
+            .insert("test/calls".into(), json!(calls.to_string()));
         Ok(job)
     }
 }
