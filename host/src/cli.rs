@@ -72,6 +72,7 @@ pub enum OutputFormat {
 
 /// The agent's own defaults for every Job (Prefect 1 agent options).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Agent defaults for every Job")]
 pub struct AgentArgs {
     /// The agent's name (Prefect calls it the worker name); labels every Job.
     #[arg(long, env = "AGENT_NAME", default_value = "agent")]
@@ -109,6 +110,7 @@ pub struct AgentArgs {
 
 /// Which plugins run, with what settings and limits.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Plugins")]
 pub struct PluginArgs {
     /// A plugin to run after the stock one: PATH, NAME=PATH, or either with #sha256=HEX to pin
     /// it (repeatable; they run in the order given). Its name is the file name without

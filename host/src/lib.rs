@@ -13,4 +13,5 @@ pub mod prefect;
 pub mod render;
 pub mod request;
 pub mod stock;
+pub mod text;
 pub mod yaml;

@@ -43,23 +43,14 @@ pub fn job_problems(job: &Value) -> Vec<(String, String)> {
                 pointer.push('/');
                 pointer.push_str(&field.replace('~', "~0").replace('/', "~1"));
             }
-            (pointer, shorten(error.to_string()))
+            (
+                pointer,
+                crate::text::shorten(error.to_string(), MAX_MESSAGE),
+            )
         })
         .collect();
     problems.sort();
     problems
-}
-
-fn shorten(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE {
-        let cut = (0..=MAX_MESSAGE)
-            .rev()
-            .find(|&i| message.is_char_boundary(i))
-            .unwrap_or(0);
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
 }
 
 #[cfg(test)]

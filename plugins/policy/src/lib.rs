@@ -4,7 +4,7 @@
 //! of them followed by `/`), `cpu.max` and `memory.max` (no container may request or limit
 //! more).
 
-use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value, fault, job, quantity, reject};
+use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value, job, quantity, reject};
 
 pub struct Policy;
 
@@ -19,7 +19,10 @@ impl Plugin for Policy {
                     .collect()
             })
             .unwrap_or_default();
-        let caps = [cap(request, "cpu")?, cap(request, "memory")?];
+        let caps = [
+            ("cpu", quantity::setting(request, "cpu.max")?),
+            ("memory", quantity::setting(request, "memory.max")?),
+        ];
         for container in job::containers(&mut job)? {
             let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
             let image = container.get("image").and_then(Value::as_str).unwrap_or("");
@@ -33,7 +36,9 @@ impl Plugin for Policy {
                     registries.join(", ")
                 )));
             }
-            for (resource, max_text, max) in caps.iter().flatten() {
+            for (resource, (max_text, max)) in
+                caps.iter().filter_map(|(r, cap)| Some((r, cap.as_ref()?)))
+            {
                 for kind in ["requests", "limits"] {
                     let asked = container
                         .get("resources")
@@ -55,19 +60,3 @@ impl Plugin for Policy {
 }
 
 agent_plugin_sdk::export_plugin!(Policy);
-
-fn cap(
-    request: &Request,
-    resource: &'static str,
-) -> Result<Option<(&'static str, String, f64)>, Error> {
-    let key = format!("{resource}.max");
-    let Some(text) = request.config(&key) else {
-        return Ok(None);
-    };
-    let value = quantity::parse(text).ok_or_else(|| {
-        fault(format!(
-            "setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)"
-        ))
-    })?;
-    Ok(Some((resource, text.to_string(), value)))
-}

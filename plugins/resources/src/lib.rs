@@ -4,17 +4,15 @@
 //! none; `cpu.max`, `memory.max` lower any request or limit above them (and say so in the log).
 //! To refuse such runs instead of capping them, use the `policy` plugin.
 
-use agent_plugin_sdk::{
-    Error, Plugin, Request, RequestExt, Value, fault, job, json, log, quantity,
-};
+use agent_plugin_sdk::{Error, Plugin, Request, Value, job, json, log, quantity};
 
 pub struct Resources;
 
 impl Plugin for Resources {
     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> {
         for resource in ["cpu", "memory"] {
-            let default = setting(request, resource, "default")?;
-            let max = setting(request, resource, "max")?;
+            let default = quantity::setting(request, &format!("{resource}.default"))?;
+            let max = quantity::setting(request, &format!("{resource}.max"))?;
             for container in job::containers(&mut job)? {
                 let name = container
                     .get("name")
@@ -47,17 +45,3 @@ impl Plugin for Resources {
 }
 
 agent_plugin_sdk::export_plugin!(Resources);
-
-/// Setting `RESOURCE.WHICH`, checked to be a quantity.
-fn setting(request: &Request, resource: &str, which: &str) -> Result<Option<(String, f64)>, Error> {
-    let key = format!("{resource}.{which}");
-    let Some(text) = request.config(&key) else {
-        return Ok(None);
-    };
-    let value = quantity::parse(text).ok_or_else(|| {
-        fault(format!(
-            "setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)"
-        ))
-    })?;
-    Ok(Some((text.to_string(), value)))
-}

@@ -1,5 +1,20 @@
 //! Kubernetes resource quantities (`500m`, `2`, `1.5Gi`, `1e3`), enough to compare them.
 
+use crate::{Error, Request, RequestExt, fault};
+
+/// The plugin setting `key` read as a quantity: its text and its value, if set.
+pub fn setting(request: &Request, key: &str) -> Result<Option<(String, f64)>, Error> {
+    let Some(text) = request.config(key) else {
+        return Ok(None);
+    };
+    let value = parse(text).ok_or_else(|| {
+        fault(format!(
+            "setting `{key}` = {text:?} is not a Kubernetes quantity (like 500m, 2, 1Gi)"
+        ))
+    })?;
+    Ok(Some((text.to_string(), value)))
+}
+
 /// The quantity's value in base units (cores, bytes), or `None` when it is not a quantity.
 pub fn parse(text: &str) -> Option<f64> {
     let text = text.trim();
