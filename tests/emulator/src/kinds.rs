@@ -1,0 +1,228 @@
+//! The resource kinds the emulator serves, and the discovery documents clients read.
+
+use serde_json::{Value, json};
+
+/// One resource type, as the API server knows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kind {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    /// Strict JSON schema file under host/schemas/kubernetes/v1.37.0-local-strict.
+    pub schema: &'static str,
+    /// Subresources served under `{name}/…`.
+    pub subresources: &'static [&'static str],
+    pub short_names: &'static [&'static str],
+}
+
+impl Kind {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `jobs.batch`, `pods`: how error messages name the resource.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Job.batch`, `Pod`: how `Invalid` messages name the kind.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// The storage key: events of both event APIs are stored apart.
+    pub fn key(&self) -> &'static str {
+        match (self.group, self.plural) {
+            ("events.k8s.io", _) => "events.events.k8s.io",
+            (_, plural) => plural,
+        }
+    }
+}
+
+const ALL_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
+pub static KINDS: &[Kind] = &[
+    Kind {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        kind: "Job",
+        namespaced: true,
+        schema: "job-batch-v1",
+        subresources: &["status"],
+        short_names: &[],
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+        schema: "pod-v1",
+        subresources: &["status", "log"],
+        short_names: &["po"],
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+        schema: "event-v1",
+        subresources: &[],
+        short_names: &["ev"],
+    },
+    Kind {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+        schema: "event-events-v1",
+        subresources: &[],
+        short_names: &["ev"],
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        kind: "Secret",
+        namespaced: true,
+        schema: "secret-v1",
+        subresources: &[],
+        short_names: &[],
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+        schema: "configmap-v1",
+        subresources: &[],
+        short_names: &["cm"],
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        kind: "ServiceAccount",
+        namespaced: true,
+        schema: "serviceaccount-v1",
+        subresources: &[],
+        short_names: &["sa"],
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+        schema: "namespace-v1",
+        subresources: &["status"],
+        short_names: &["ns"],
+    },
+    Kind {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        namespaced: true,
+        schema: "lease-coordination-v1",
+        subresources: &[],
+        short_names: &[],
+    },
+];
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.plural == plural)
+}
+
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| k.api_version() == api_version && k.kind == kind)
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1", "minor": "37", "gitVersion": "v1.37.0-emulator", "gitCommit": "emulator",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25",
+        "compiler": "gc", "platform": "linux/amd64"
+    })
+}
+
+pub fn core_versions() -> Value {
+    json!({"kind": "APIVersions", "apiVersion": "v1", "versions": ["v1"],
+           "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+}
+
+pub fn groups() -> Value {
+    let mut names: Vec<&str> = KINDS
+        .iter()
+        .map(|k| k.group)
+        .filter(|g| !g.is_empty())
+        .collect();
+    names.dedup();
+    let groups: Vec<Value> = names
+        .iter()
+        .map(|group| {
+            let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+            json!({"name": group, "versions": [version.clone()], "preferredVersion": version})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// The APIResourceList of `group/version`, or `None` when not served.
+pub fn resources(group: &str, version: &str) -> Option<Value> {
+    let kinds: Vec<&Kind> = KINDS
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for kind in &kinds {
+        resources.push(json!({
+            "name": kind.plural, "singularName": kind.kind.to_lowercase(), "namespaced": kind.namespaced,
+            "kind": kind.kind, "verbs": ALL_VERBS, "shortNames": kind.short_names,
+        }));
+        for sub in kind.subresources {
+            let verbs: &[&str] = if *sub == "log" {
+                &["get"]
+            } else {
+                &["get", "patch", "update"]
+            };
+            resources.push(json!({"name": format!("{}/{sub}", kind.plural), "singularName": "", "namespaced": kind.namespaced, "kind": kind.kind, "verbs": verbs}));
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
+}
