@@ -71,6 +71,10 @@ fn discovery(path: &str) -> Option<Value> {
         "/api" => Some(kinds::core_versions()),
         "/apis" => Some(kinds::groups()),
         "/api/v1" => kinds::resources("", "v1"),
+        "/openapi/v3" => Some(kinds::openapi_v3_root()),
+        _ if path.starts_with("/openapi/v3/") => {
+            kinds::openapi_v3_group(&path["/openapi/v3/".len()..])
+        }
         _ => {
             let rest = path.strip_prefix("/apis/")?;
             let (group, version) = rest.split_once('/')?;
@@ -141,7 +145,7 @@ async fn resource_request(
 ) -> Result<Response, ApiError> {
     let user = shared.rbac.authenticate(headers)?;
     let target = parse_path(path)?;
-    let watching = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
+    let watching = params.get("watch").is_some_and(|w| parse_bool(w));
     let verb = match (method, &target.name, &target.subresource) {
         (&Method::GET, None, _) if watching => "watch",
         (&Method::GET, None, _) => "list",
@@ -189,6 +193,11 @@ async fn resource_request(
     }
 }
 
+/// Booleans as the API server (Go's strconv.ParseBool) reads them: Python clients send `True`.
+fn parse_bool(text: &str) -> bool {
+    matches!(text, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -226,15 +235,31 @@ fn selectors(kind: &Kind, params: &Params) -> Result<(LabelSelector, FieldSelect
             .unwrap_or(""),
     )
     .map_err(ApiError::bad_request)?;
-    let supported: &[&str] = if kind.plural == "pods" {
-        &[
+    // The fields the API server indexes per kind.
+    let supported: &[&str] = match (kind.group, kind.plural) {
+        ("", "pods") => &[
             "metadata.name",
             "metadata.namespace",
             "status.phase",
             "spec.nodeName",
-        ]
-    } else {
-        &["metadata.name", "metadata.namespace"]
+            "spec.restartPolicy",
+        ],
+        ("", "events") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        _ => &["metadata.name", "metadata.namespace"],
     };
     let fields = FieldSelector::parse(
         params

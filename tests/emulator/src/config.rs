@@ -11,6 +11,9 @@ pub struct Config {
     pub namespaces: Vec<String>,
     /// Bearer tokens and what each may do; the admin token may do everything.
     pub admin_token: String,
+    /// Requests without credentials act as the admin (kubectl sends no token over plain HTTP,
+    /// and the emulator serves plain HTTP). Set false to require a token.
+    pub anonymous_is_admin: bool,
     pub tokens: BTreeMap<String, Identity>,
     pub node: Node,
     /// First match wins; a pod matching none runs and succeeds.
@@ -26,6 +29,7 @@ impl Default for Config {
         Config {
             namespaces: vec!["default".into(), "kube-system".into()],
             admin_token: "emulator-admin".into(),
+            anonymous_is_admin: true,
             tokens: BTreeMap::new(),
             node: Node::default(),
             pods: Vec::new(),

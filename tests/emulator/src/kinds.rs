@@ -226,3 +226,54 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
     )
 }
+
+/// `/openapi/v3`: where each group-version's document is.
+pub fn openapi_v3_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    for kind in KINDS {
+        let prefix = if kind.group.is_empty() {
+            format!("api/{}", kind.version)
+        } else {
+            format!("apis/{}/{}", kind.group, kind.version)
+        };
+        paths.insert(
+            prefix.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{prefix}")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document of one group-version: enough for kubectl to see that the
+/// server validates fields itself (`fieldValidation` on each kind's PATCH), so it sends
+/// `fieldValidation=Strict` instead of validating against a full schema.
+pub fn openapi_v3_group(prefix: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for kind in KINDS {
+        let base = if kind.group.is_empty() {
+            format!("api/{}", kind.version)
+        } else {
+            format!("apis/{}/{}", kind.group, kind.version)
+        };
+        if base != prefix {
+            continue;
+        }
+        let scope = if kind.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let gvk = json!({"group": kind.group, "version": kind.version, "kind": kind.kind});
+        let parameter = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        paths.insert(
+            format!("/{base}{scope}/{}/{{name}}", kind.plural),
+            json!({"patch": {"parameters": [parameter.clone()], "x-kubernetes-group-version-kind": gvk.clone(), "responses": {}},
+                   "put": {"parameters": [parameter.clone()], "x-kubernetes-group-version-kind": gvk.clone(), "responses": {}}}),
+        );
+        paths.insert(
+            format!("/{base}{scope}/{}", kind.plural),
+            json!({"post": {"parameters": [parameter], "x-kubernetes-group-version-kind": gvk, "responses": {}}}),
+        );
+    }
+    (!paths.is_empty()).then(|| json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.37.0"}, "paths": paths, "components": {"schemas": {}}}))
+}

@@ -69,18 +69,34 @@ fn tick(shared: &Shared) {
     let now = Instant::now();
     let scale = shared.config.time_scale;
     collect_garbage(&mut store);
-    for job in store
+    // Work by reference first and clone only what has something to do: a tick runs after every
+    // write, so it must cost little when nothing is due.
+    let owned = PodIndex::build(&store);
+    let due_jobs: Vec<Value> = store
         .list(jobs(), None)
-        .map(|(_, j)| j.clone())
-        .collect::<Vec<_>>()
-    {
-        control_job(&mut store, &mut sim, job, now, scale);
+        .map(|(_, job)| job)
+        .filter(|job| job["metadata"].get("deletionTimestamp").is_none())
+        .filter(|job| !finished(job) || job["spec"].get("ttlSecondsAfterFinished").is_some())
+        .cloned()
+        .collect();
+    for job in due_jobs {
+        control_job(&mut store, &mut sim, &owned, job, now, scale);
     }
-    for pod in store
+    let due_pods: Vec<Value> = store
         .list(pods(), None)
-        .map(|(_, p)| p.clone())
-        .collect::<Vec<_>>()
-    {
+        .map(|(_, pod)| pod)
+        .filter(|pod| {
+            pod["metadata"].get("deletionTimestamp").is_some()
+                || sim
+                    .pods
+                    .get(pod["metadata"]["uid"].as_str().unwrap_or(""))
+                    .is_none_or(|plan| {
+                        plan.next <= now && !matches!(plan.stage, Stage::Stuck | Stage::Done)
+                    })
+        })
+        .cloned()
+        .collect();
+    for pod in due_pods {
         run_pod(
             &mut store,
             &mut sim,
@@ -90,6 +106,67 @@ fn tick(shared: &Shared) {
             now,
             scale,
         );
+    }
+    forget_the_gone(&store, &mut sim);
+}
+
+/// Drops plans of pods and back-off timers of Jobs that no longer exist, so the simulation's
+/// memory follows the live objects.
+fn forget_the_gone(store: &Store, sim: &mut Simulation) {
+    if sim.pods.len() > store.list(pods(), None).count() {
+        let live: std::collections::HashSet<String> =
+            store.list(pods(), None).map(|(_, p)| uid(p)).collect();
+        sim.pods.retain(|pod_uid, _| live.contains(pod_uid));
+    }
+    let job_count = store.list(jobs(), None).count();
+    if sim.job_backoff.len() > 2 * job_count {
+        let live: std::collections::HashSet<String> =
+            store.list(jobs(), None).map(|(_, j)| uid(j)).collect();
+        sim.job_backoff
+            .retain(|key, _| live.contains(key.strip_prefix("start:").unwrap_or(key)));
+    }
+}
+
+/// What the Job controller needs to know of a pod, by owner uid.
+struct OwnedPod {
+    name: String,
+    phase: String,
+    deleting: bool,
+}
+
+struct PodIndex(HashMap<String, Vec<OwnedPod>>);
+
+impl PodIndex {
+    fn build(store: &Store) -> Self {
+        let mut index: HashMap<String, Vec<OwnedPod>> = HashMap::new();
+        for (_, pod) in store.list(pods(), None) {
+            for owner in pod["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(owner_uid) = owner["uid"].as_str() else {
+                    continue;
+                };
+                index
+                    .entry(owner_uid.to_string())
+                    .or_default()
+                    .push(OwnedPod {
+                        name: name(pod).to_string(),
+                        phase: pod
+                            .pointer("/status/phase")
+                            .and_then(Value::as_str)
+                            .unwrap_or("Pending")
+                            .to_string(),
+                        deleting: pod["metadata"].get("deletionTimestamp").is_some(),
+                    });
+            }
+        }
+        PodIndex(index)
+    }
+
+    fn of(&self, owner_uid: &str) -> &[OwnedPod] {
+        self.0.get(owner_uid).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -153,37 +230,43 @@ fn emit(
 
 /// Deletes pods whose owner is gone, and finishes foreground deletions whose dependents are.
 fn collect_garbage(store: &mut Store) {
-    let owners: Vec<Value> = store.list(jobs(), None).map(|(_, j)| j.clone()).collect();
-    let owner_uids: Vec<String> = owners.iter().map(uid).collect();
+    let owner_uids: std::collections::HashSet<String> =
+        store.list(jobs(), None).map(|(_, j)| uid(j)).collect();
     let orphans: Vec<(String, String)> = store
         .list(pods(), None)
-        .filter(|(_, pod)| {
-            let refs = pod["metadata"]["ownerReferences"].as_array();
-            refs.is_some_and(|refs| {
-                !refs.is_empty()
-                    && refs
-                        .iter()
-                        .all(|r| !owner_uids.iter().any(|u| r["uid"] == *u))
-            })
+        .map(|(_, pod)| pod)
+        .filter(|pod| pod["metadata"].get("deletionTimestamp").is_none())
+        .filter(|pod| {
+            pod["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| {
+                    !refs.is_empty()
+                        && refs
+                            .iter()
+                            .all(|r| !owner_uids.contains(r["uid"].as_str().unwrap_or("")))
+                })
         })
-        .filter(|(_, pod)| pod["metadata"].get("deletionTimestamp").is_none())
-        .map(|(_, pod)| (namespace(pod).to_string(), name(pod).to_string()))
+        .map(|pod| (namespace(pod).to_string(), name(pod).to_string()))
         .collect();
     for (ns, pod) in orphans {
         delete_object(store, pods(), &ns, &pod, "Background", None);
     }
-    for owner in owners
-        .iter()
+    let deleting: Vec<Value> = store
+        .list(jobs(), None)
+        .map(|(_, j)| j)
         .filter(|j| has_finalizer(j, "foregroundDeletion"))
-    {
-        let owner_uid = uid(owner);
+        .cloned()
+        .collect();
+    for owner in deleting {
+        let owner_uid = uid(&owner);
         let dependents: Vec<Value> = store
-            .list(pods(), Some(namespace(owner)))
-            .map(|(_, p)| p.clone())
+            .list(pods(), Some(namespace(&owner)))
+            .map(|(_, p)| p)
             .filter(|p| owned_by(p, &owner_uid))
+            .cloned()
             .collect();
         if dependents.is_empty() {
-            let mut owner = owner.clone();
+            let mut owner = owner;
             owner["metadata"]["finalizers"]
                 .as_array_mut()
                 .expect("has finalizers")
@@ -192,11 +275,8 @@ fn collect_garbage(store: &mut Store) {
                 .as_array()
                 .is_some_and(Vec::is_empty)
             {
-                store.remove(
-                    jobs(),
-                    namespace(&owner).to_string().as_str(),
-                    name(&owner).to_string().as_str(),
-                );
+                let (ns, job) = (namespace(&owner).to_string(), name(&owner).to_string());
+                store.remove(jobs(), &ns, &job);
             } else {
                 store.put(jobs(), owner);
             }
@@ -220,33 +300,27 @@ fn has_finalizer(object: &Value, finalizer: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Job controller
 
-fn control_job(store: &mut Store, sim: &mut Simulation, job: Value, now: Instant, scale: f64) {
+fn control_job(
+    store: &mut Store,
+    sim: &mut Simulation,
+    index: &PodIndex,
+    job: Value,
+    now: Instant,
+    scale: f64,
+) {
     if job["metadata"].get("deletionTimestamp").is_some() {
         return;
     }
     let job_uid = uid(&job);
     let ns = namespace(&job).to_string();
-    let owned: Vec<Value> = store
-        .list(pods(), Some(&ns))
-        .map(|(_, p)| p.clone())
-        .filter(|p| owned_by(p, &job_uid))
-        .collect();
-    let phase = |p: &Value| {
-        p.pointer("/status/phase")
-            .and_then(Value::as_str)
-            .unwrap_or("Pending")
-            .to_string()
-    };
-    let active: Vec<&Value> = owned
+    let owned = index.of(&job_uid);
+    let active: Vec<&OwnedPod> = owned
         .iter()
-        .filter(|p| {
-            !matches!(phase(p).as_str(), "Succeeded" | "Failed")
-                && p["metadata"].get("deletionTimestamp").is_none()
-        })
+        .filter(|p| !matches!(p.phase.as_str(), "Succeeded" | "Failed") && !p.deleting)
         .collect();
-    let succeeded = owned.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
-    let failed = owned.iter().filter(|p| phase(p) == "Failed").count() as i64;
-    let ready = active.iter().filter(|p| phase(p) == "Running").count() as i64;
+    let succeeded = owned.iter().filter(|p| p.phase == "Succeeded").count() as i64;
+    let failed = owned.iter().filter(|p| p.phase == "Failed").count() as i64;
+    let ready = active.iter().filter(|p| p.phase == "Running").count() as i64;
 
     let mut status = job["status"].clone();
     if !status.is_object() {
@@ -265,12 +339,7 @@ fn control_job(store: &mut Store, sim: &mut Simulation, job: Value, now: Instant
     status["ready"] = json!(ready);
     status["succeeded"] = json!(succeeded);
     status["failed"] = json!(failed);
-    status["terminating"] = json!(
-        owned
-            .iter()
-            .filter(|p| p["metadata"].get("deletionTimestamp").is_some())
-            .count()
-    );
+    status["terminating"] = json!(owned.iter().filter(|p| p.deleting).count());
     status["uncountedTerminatedPods"] = json!({});
 
     let deadline = spec["activeDeadlineSeconds"].as_f64();
@@ -294,7 +363,7 @@ fn control_job(store: &mut Store, sim: &mut Simulation, job: Value, now: Instant
 
     if suspended {
         for pod in &active {
-            delete_object(store, pods(), &ns, name(pod), "Background", Some(0));
+            delete_object(store, pods(), &ns, &pod.name, "Background", Some(0));
         }
         status["active"] = json!(0);
         set_condition(&mut status, "Suspended", "JobSuspended", "Job suspended");
@@ -323,7 +392,7 @@ fn control_job(store: &mut Store, sim: &mut Simulation, job: Value, now: Instant
         );
     } else if let Some((reason, message)) = failure {
         for pod in &active {
-            delete_object(store, pods(), &ns, name(pod), "Background", Some(0));
+            delete_object(store, pods(), &ns, &pod.name, "Background", Some(0));
         }
         status["active"] = json!(0);
         set_condition(&mut status, "FailureTarget", reason, message);
@@ -1056,5 +1125,46 @@ fn terminate(store: &mut Store, sim: &mut Simulation, pod: &Value, pod_uid: &str
     if !finalizers_left {
         store.remove(pods(), namespace(pod), name(pod));
         sim.pods.remove(pod_uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(spec: Value) -> Value {
+        json!({"spec": spec})
+    }
+
+    #[test]
+    fn the_scheduler_explains_why_a_pod_does_not_fit() {
+        let node = Node {
+            taints: vec!["gpu=true:NoSchedule".into()],
+            ..Node::default()
+        };
+        let selector =
+            unschedulable_because(&pod(json!({"nodeSelector": {"pool": "gpu"}})), &node).unwrap();
+        assert!(
+            selector.starts_with(
+                "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            ),
+            "{selector}"
+        );
+        let taint = unschedulable_because(&pod(json!({})), &node).unwrap();
+        assert!(
+            taint.starts_with(
+                "0/1 nodes are available: 1 node(s) had untolerated taint {gpu: true}."
+            ),
+            "{taint}"
+        );
+        let tolerated = json!({"tolerations": [{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]});
+        assert_eq!(unschedulable_because(&pod(tolerated), &node), None);
+        let big = json!({"tolerations": [{"operator": "Exists"}], "containers": [{"resources": {"requests": {"cpu": "8", "memory": "32Gi"}}}]});
+        let insufficient = unschedulable_because(&pod(big), &node).unwrap();
+        assert!(
+            insufficient
+                .starts_with("0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."),
+            "{insufficient}"
+        );
     }
 }
