@@ -38,6 +38,61 @@ pub enum Command {
     /// (deployment and work_pool optional). The stock plugin runs first, then each --plugin in
     /// the order given; the result is checked as `agent start` checks it before creating it.
     Render(RenderArgs),
+    /// Take flow runs from a Prefect 3 work pool and run each as a Kubernetes Job.
+    ///
+    /// Polls the pool, claims each scheduled run by proposing PENDING (several agents can serve
+    /// one pool: Prefect lets only one claim win), builds the Job through the plugin chain,
+    /// creates it (kubeconfig, KUBECONFIG or in-cluster), records it as the run's
+    /// infrastructure and logs to the run. SIGTERM/SIGINT: stop polling, finish what is under
+    /// way within --shutdown-grace, exit 0.
+    Start(StartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The work pool to serve.
+    #[arg(long, env = "PREFECT_WORK_POOL_NAME")]
+    pub pool: String,
+    /// A work queue of the pool to serve (repeatable; all queues when none).
+    #[arg(long = "queue", short = 'q', value_name = "QUEUE")]
+    pub queues: Vec<String>,
+    /// Prefect API key, sent as `Authorization: Bearer` (Prefect Cloud).
+    #[arg(long, env = "PREFECT_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// `user:password` for a self-hosted server behind basic auth.
+    #[arg(long, env = "PREFECT_API_AUTH_STRING", hide_env_values = true)]
+    pub auth_string: Option<String>,
+    /// Create the pool (with prefect-kubernetes' stock base job template) when it is missing.
+    #[arg(long)]
+    pub create_pool: bool,
+    /// A base job template or Job manifest replacing the pool's (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    pub job_template: Option<PathBuf>,
+    /// Time between polls.
+    #[arg(long, env = "AGENT_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Claim runs scheduled up to this far ahead.
+    #[arg(long, env = "AGENT_PREFETCH", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub prefetch: Duration,
+    /// Submissions under way at once.
+    #[arg(long, env = "AGENT_LIMIT", default_value_t = 8)]
+    pub limit: usize,
+    /// Stop after this many polls (and the submissions they started).
+    #[arg(long)]
+    pub max_polls: Option<u64>,
+    /// Poll once, submit what was found, exit (same as --max-polls 1).
+    #[arg(long)]
+    pub run_once: bool,
+    /// Do everything but create Jobs: print each Job and give its run back to the pool.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long submissions under way may take to finish on shutdown.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    #[command(flatten)]
+    pub plugins: PluginArgs,
 }
 
 #[derive(Debug, Args)]

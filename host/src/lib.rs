@@ -7,11 +7,14 @@
 
 pub mod assemble;
 pub mod cli;
+pub mod cluster;
 pub mod job;
+pub mod lifecycle;
 pub mod plugins;
 pub mod prefect;
 pub mod render;
 pub mod request;
+pub mod start;
 pub mod stock;
 pub mod text;
 pub mod yaml;

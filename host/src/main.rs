@@ -6,5 +6,6 @@ fn main() -> ExitCode {
     agent::cli::init_logging(&cli.log, cli.log_format);
     match cli.command {
         agent::cli::Command::Render(args) => agent::render::main(args),
+        agent::cli::Command::Start(args) => agent::start::main(args),
     }
 }

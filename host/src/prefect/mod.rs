@@ -1,4 +1,7 @@
-//! Prefect 3: the shapes of the API objects the agent reads. (The REST client comes with
-//! `agent start`.)
+//! Prefect 3: the REST client the agent uses (the calls a Prefect worker makes) and the shapes
+//! of the API objects it reads.
 
+pub mod client;
 pub mod models;
+
+pub use client::{PrefectClient, PrefectError, Proposal, ProposalStatus};

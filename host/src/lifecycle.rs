@@ -1,0 +1,381 @@
+//! The agent's loop: poll the pool, claim each scheduled run with a PENDING proposal, build its
+//! Job through the plugin chain, create it, record it, tell the user. Reads top to bottom like
+//! the picture in DESIGN.md: `poll` → `claim` → `build_job` → `submit` → `report`.
+//!
+//! Not here yet: watching Jobs and pods after creation, cancellation, clean-up (the lifecycle
+//! issue).
+
+use crate::cluster::{SubmitError, Submitted, Submitter};
+use crate::job::{self, InvalidJob, Tracking};
+use crate::plugins::{AgentSettings, CallError, Chain};
+use crate::prefect::models::{Deployment, Flow, FlowRun, RunContext, WorkPool};
+use crate::prefect::{PrefectClient, PrefectError, ProposalStatus};
+use crate::request::build_request;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Prefect's log levels.
+const INFO: u8 = 20;
+const ERROR: u8 = 40;
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    pub queues: Vec<String>,
+    pub poll_interval: Duration,
+    /// Runs scheduled up to this far ahead are claimed now, as Prefect's worker prefetches.
+    pub prefetch: Duration,
+    /// Submissions under way at once.
+    pub limit: usize,
+    pub max_polls: Option<u64>,
+    pub dry_run: bool,
+    pub shutdown_grace: Duration,
+    /// The namespace the operator pinned (`--namespace`), if any.
+    pub namespace: Option<String>,
+}
+
+/// What the agent needs for every run, built once at start.
+pub struct Agent {
+    pub prefect: PrefectClient,
+    pub submitter: Option<Submitter>,
+    pub chain: Arc<Chain>,
+    pub settings: AgentSettings,
+    pub agent_variables: Map<String, Value>,
+    pub template: Value,
+    pub pool: WorkPool,
+    pub options: LoopOptions,
+    in_flight: Mutex<HashSet<String>>,
+    flows: Mutex<HashMap<String, Flow>>,
+}
+
+/// What happened to one run, for the summary and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Submitted(String),
+    Adopted(String),
+    DryRun,
+    ClaimedElsewhere,
+    Rejected,
+    Crashed,
+}
+
+impl Agent {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        prefect: PrefectClient,
+        submitter: Option<Submitter>,
+        chain: Chain,
+        settings: AgentSettings,
+        agent_variables: Map<String, Value>,
+        template: Value,
+        pool: WorkPool,
+        options: LoopOptions,
+    ) -> Self {
+        Agent {
+            prefect,
+            submitter,
+            chain: Arc::new(chain),
+            settings,
+            agent_variables,
+            template,
+            pool,
+            options,
+            in_flight: Mutex::new(HashSet::new()),
+            flows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Polls until `shutdown` resolves or `max_polls` is reached, then lets the submissions
+    /// under way finish (within the grace period). Returns every run's outcome.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Vec<Outcome> {
+        let permits = Arc::new(Semaphore::new(self.options.limit.max(1)));
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut outcomes = Vec::new();
+        tokio::pin!(shutdown);
+        let mut polls = 0u64;
+        loop {
+            self.heartbeat().await;
+            match self.poll().await {
+                Ok(runs) => {
+                    for run in runs {
+                        if !self.in_flight.lock().unwrap().insert(run.id.clone()) {
+                            continue;
+                        }
+                        let permit = permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed");
+                        let agent = self.clone();
+                        tasks.spawn(async move {
+                            let id = run.id.clone();
+                            let outcome = agent.handle(run).await;
+                            agent.in_flight.lock().unwrap().remove(&id);
+                            drop(permit);
+                            outcome
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!("polling the pool failed: {e}"),
+            }
+            while let Some(done) = tasks.try_join_next() {
+                outcomes.extend(done.ok());
+            }
+            polls += 1;
+            if self.options.max_polls.is_some_and(|max| polls >= max) {
+                break;
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down: no more polls; waiting up to {:?} for {} submission(s) under way", self.options.shutdown_grace, tasks.len());
+                    break;
+                }
+                _ = tokio::time::sleep(self.options.poll_interval) => {}
+            }
+        }
+        let drain = async {
+            while let Some(done) = tasks.join_next().await {
+                outcomes.extend(done.ok());
+            }
+        };
+        if tokio::time::timeout(self.options.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "grace period over; submissions still under way were abandoned (their runs stay PENDING and Prefect will see them as late)"
+            );
+        }
+        outcomes
+    }
+
+    async fn heartbeat(&self) {
+        if let Err(e) = self
+            .prefect
+            .heartbeat(
+                &self.pool.name,
+                &self.settings.name,
+                self.options.poll_interval * 3,
+            )
+            .await
+        {
+            tracing::warn!("heartbeat failed: {e}");
+        }
+    }
+
+    async fn poll(&self) -> Result<Vec<FlowRun>, PrefectError> {
+        let before = chrono::Utc::now()
+            + chrono::Duration::from_std(self.options.prefetch).unwrap_or_default();
+        self.prefect
+            .scheduled_flow_runs(
+                &self.pool.name,
+                &self.options.queues,
+                before,
+                self.options.limit * 4,
+            )
+            .await
+    }
+
+    /// One run, from claim to report. Never fails the loop: every error ends as a state and a
+    /// log line on the run.
+    async fn handle(&self, mut run: FlowRun) -> Outcome {
+        let id = run.id.clone();
+        match self.claim(&run).await {
+            Ok(Some(claim_id)) => run.state_id = Some(claim_id),
+            Ok(None) => return Outcome::ClaimedElsewhere,
+            Err(e) => {
+                tracing::warn!(flow_run = %id, "could not claim: {e}");
+                return Outcome::ClaimedElsewhere;
+            }
+        }
+        let job = match self.build_job(run).await {
+            Ok(job) => job,
+            Err(Failure::Rejected(message)) => {
+                return self
+                    .report_failure(&id, "FAILED", &message, Outcome::Rejected)
+                    .await;
+            }
+            Err(Failure::Crashed(message)) => {
+                return self
+                    .report_failure(&id, "CRASHED", &message, Outcome::Crashed)
+                    .await;
+            }
+        };
+        if self.options.dry_run {
+            return self.dry_run(&id, &job).await;
+        }
+        match self.submit(&job).await {
+            Ok(submitted) => self.report_submitted(&id, &submitted).await,
+            Err(e) => {
+                self.report_failure(
+                    &id,
+                    "CRASHED",
+                    &format!("Submitting the Job failed: {e}"),
+                    Outcome::Crashed,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Proposes PENDING; the claim's state id when accepted, `None` when someone else has it.
+    async fn claim(&self, run: &FlowRun) -> Result<Option<String>, PrefectError> {
+        let proposal = self.prefect.propose_state(&run.id, "PENDING", None).await?;
+        match proposal.status {
+            ProposalStatus::Accept => Ok(proposal.state_id),
+            status => {
+                tracing::debug!(flow_run = %run.id, ?status, reason = ?proposal.reason, "not claimed");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn build_job(&self, run: FlowRun) -> Result<Value, Failure> {
+        let context = self.context(run).await.map_err(|e| {
+            Failure::Crashed(format!("Reading the run's deployment or flow failed: {e}"))
+        })?;
+        let request = build_request(
+            &context,
+            self.settings.clone(),
+            &self.agent_variables,
+            &self.template,
+        );
+        let tracking = Tracking {
+            flow_run_id: context.flow_run.id.clone(),
+            claim: request.job_name_suffix.clone(),
+            agent: self.settings.name.clone(),
+            namespace: self.options.namespace.clone(),
+        };
+        // Plugins are CPU work: keep them off the async runtime's threads.
+        let chain = self.chain.clone();
+        let outcome = tokio::task::spawn_blocking(move || chain.run(&request))
+            .await
+            .map_err(|e| Failure::Crashed(format!("the plugin chain panicked: {e}")))?;
+        let outcome = outcome.map_err(|e| match e {
+            CallError::Rejected { plugin, reason } => {
+                Failure::Rejected(format!("Rejected by plugin {plugin}: {reason}"))
+            }
+            fault => Failure::Crashed(format!("Building the Job failed: {fault}")),
+        })?;
+        job::finalize(&outcome, &tracking)
+            .map_err(|e: InvalidJob| Failure::Crashed(format!("Building the Job failed: {e}")))
+    }
+
+    async fn context(&self, run: FlowRun) -> Result<RunContext, PrefectError> {
+        let cached = self.flows.lock().unwrap().get(&run.flow_id).cloned();
+        let flow = match cached {
+            Some(flow) => flow,
+            None => {
+                let flow = self.prefect.read_flow(&run.flow_id).await?;
+                self.flows
+                    .lock()
+                    .unwrap()
+                    .insert(run.flow_id.clone(), flow.clone());
+                flow
+            }
+        };
+        // Deployments change (job variables): read each time, as Prefect's worker does.
+        let deployment: Option<Deployment> = match &run.deployment_id {
+            Some(id) => Some(self.prefect.read_deployment(id).await?),
+            None => None,
+        };
+        Ok(RunContext {
+            flow_run: run,
+            flow,
+            deployment,
+            work_pool: Some(self.pool.clone()),
+        })
+    }
+
+    async fn submit(&self, job: &Value) -> Result<Submitted, SubmitError> {
+        self.submitter
+            .as_ref()
+            .expect("a submitter outside dry runs")
+            .create(job)
+            .await
+    }
+
+    async fn report_submitted(&self, id: &str, submitted: &Submitted) -> Outcome {
+        let pid = submitted.infrastructure_pid();
+        if let Err(e) = self.prefect.set_infrastructure_pid(id, &pid).await {
+            tracing::warn!(flow_run = %id, job = %pid, "created the Job but could not record it on the run: {e}");
+        }
+        let message = if submitted.adopted {
+            format!(
+                "Flow run is running as Kubernetes Job {} (created by an earlier attempt of this claim)",
+                pid.replace(':', "/")
+            )
+        } else {
+            format!(
+                "Submitted flow run to Kubernetes as Job {}",
+                pid.replace(':', "/")
+            )
+        };
+        self.log(id, INFO, &message).await;
+        tracing::info!(flow_run = %id, job = %pid, adopted = submitted.adopted, "submitted");
+        if submitted.adopted {
+            Outcome::Adopted(pid)
+        } else {
+            Outcome::Submitted(pid)
+        }
+    }
+
+    async fn report_failure(
+        &self,
+        id: &str,
+        state: &str,
+        message: &str,
+        outcome: Outcome,
+    ) -> Outcome {
+        tracing::warn!(flow_run = %id, state, "{message}");
+        self.log(id, ERROR, message).await;
+        match self.prefect.propose_state(id, state, Some(message)).await {
+            Ok(p) if p.status == ProposalStatus::Accept => {}
+            Ok(p) => {
+                tracing::warn!(flow_run = %id, "Prefect did not accept {state}: {:?} {}", p.status, p.reason.unwrap_or_default())
+            }
+            Err(e) => tracing::error!(flow_run = %id, "could not report {state}: {e}"),
+        }
+        outcome
+    }
+
+    /// Prints the Job instead of creating it and gives the run back to the pool.
+    async fn dry_run(&self, id: &str, job: &Value) -> Outcome {
+        println!(
+            "---\n# flow run {id}\n{}",
+            crate::yaml::to_string(job).trim_end()
+        );
+        match self
+            .prefect
+            .propose_state(id, "SCHEDULED", Some("Released by a dry run of the agent"))
+            .await
+        {
+            Ok(p) if p.status == ProposalStatus::Accept => {}
+            Ok(p) => {
+                tracing::warn!(flow_run = %id, "could not release the claim: {:?} {}", p.status, p.reason.unwrap_or_default())
+            }
+            Err(e) => tracing::warn!(flow_run = %id, "could not release the claim: {e}"),
+        }
+        Outcome::DryRun
+    }
+
+    async fn log(&self, id: &str, level: u8, message: &str) {
+        if let Err(e) = self.prefect.log(id, level, message).await {
+            tracing::warn!(flow_run = %id, "could not write the run's log: {e}");
+        }
+    }
+}
+
+enum Failure {
+    /// A plugin's policy said no: FAILED, not retried.
+    Rejected(String),
+    /// Anything else: CRASHED.
+    Crashed(String),
+}

@@ -1,0 +1,389 @@
+//! The calls a Prefect worker makes, over reqwest: read the pool, heartbeat, fetch scheduled
+//! runs, read deployments and flows, propose states, record the infrastructure, write logs.
+//!
+//! Every request has a timeout; connection errors, timeouts, 429 and 5xx are retried with
+//! exponential back-off and jitter; other 4xx are not (they will not get better).
+
+use super::models::{Deployment, Flow, FlowRun, WorkPool};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Per request.
+const TIMEOUT: Duration = Duration::from_secs(30);
+const ATTEMPTS: u32 = 6;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrefectError {
+    #[error(
+        "cannot reach the Prefect API at {url} ({detail}); check PREFECT_API_URL / --api-url and that the server is up"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error(
+        "the Prefect API refused the credentials ({status}) for {what}; check PREFECT_API_KEY / PREFECT_API_AUTH_STRING"
+    )]
+    Unauthorized { status: u16, what: String },
+    #[error("{what}: not found in Prefect")]
+    NotFound { what: String },
+    #[error("{what}: the Prefect API answered {status}: {body}")]
+    Status {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{what}: unexpected answer from the Prefect API: {detail}")]
+    Decode { what: String, detail: String },
+}
+
+impl PrefectError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, PrefectError::NotFound { .. })
+    }
+}
+
+/// How the server answered a proposed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProposalStatus {
+    /// The run is now in the proposed state.
+    Accept,
+    /// Another worker got there first, or the run moved on: leave it.
+    Abort,
+    Reject,
+    /// Ask again later.
+    Wait,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub status: ProposalStatus,
+    /// The id of the run's state after the proposal (the new state when accepted).
+    pub state_id: Option<String>,
+    pub state_type: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct PrefectClient {
+    http: reqwest::Client,
+    api: String,
+    authorization: Option<String>,
+}
+
+impl PrefectClient {
+    /// `api_key` is sent as `Authorization: Bearer`; `auth_string` (`user:password`, for a
+    /// self-hosted server with basic auth) as `Authorization: Basic`.
+    pub fn new(
+        api: &str,
+        api_key: Option<&str>,
+        auth_string: Option<&str>,
+    ) -> Result<Self, PrefectError> {
+        use base64::Engine;
+        let authorization = match (api_key, auth_string) {
+            (Some(key), _) => Some(format!("Bearer {key}")),
+            (None, Some(pair)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )),
+            (None, None) => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .user_agent(concat!("prefect-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PrefectError::Unreachable {
+                url: api.to_string(),
+                detail: e.to_string(),
+            })?;
+        Ok(PrefectClient {
+            http,
+            api: api.trim_end_matches('/').to_string(),
+            authorization,
+        })
+    }
+
+    pub fn api_url(&self) -> &str {
+        &self.api
+    }
+
+    /// Sends one request, retrying what can get better.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<T, PrefectError> {
+        let url = format!("{}{path}", self.api);
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(authorization) = &self.authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, authorization);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let retry_reason = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        let text = response.text().await.map_err(|e| PrefectError::Decode {
+                            what: what.into(),
+                            detail: e.to_string(),
+                        })?;
+                        let text = if text.is_empty() {
+                            "null"
+                        } else {
+                            text.as_str()
+                        };
+                        return serde_json::from_str(text).map_err(|e| PrefectError::Decode {
+                            what: what.into(),
+                            detail: e.to_string(),
+                        });
+                    }
+                    let body = response.text().await.unwrap_or_default();
+                    match status {
+                        StatusCode::TOO_MANY_REQUESTS => format!("429 {body}"),
+                        s if s.is_server_error() => format!("{s} {body}"),
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            return Err(PrefectError::Unauthorized {
+                                status: status.as_u16(),
+                                what: what.into(),
+                            });
+                        }
+                        StatusCode::NOT_FOUND => {
+                            return Err(PrefectError::NotFound { what: what.into() });
+                        }
+                        _ => {
+                            return Err(PrefectError::Status {
+                                what: what.into(),
+                                status: status.as_u16(),
+                                body,
+                            });
+                        }
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(PrefectError::Unreachable {
+                    url,
+                    detail: format!("{what}: {retry_reason} (after {attempt} attempts)"),
+                });
+            }
+            tracing::debug!(
+                what,
+                attempt,
+                "Prefect API request failed, retrying: {retry_reason}"
+            );
+            // Full jitter: several agents retrying together do not retry in step.
+            let jittered = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+            tokio::time::sleep(jittered).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            attempt += 1;
+        }
+    }
+
+    /// The server's version (`/admin/version`); also proves the API is reachable.
+    pub async fn version(&self) -> Result<String, PrefectError> {
+        self.call(
+            Method::GET,
+            "/admin/version",
+            None,
+            "reading the server version",
+        )
+        .await
+    }
+
+    pub async fn read_work_pool(&self, pool: &str) -> Result<WorkPool, PrefectError> {
+        self.call(
+            Method::GET,
+            &format!("/work_pools/{pool}"),
+            None,
+            &format!("work pool {pool:?}"),
+        )
+        .await
+    }
+
+    /// Creates a Kubernetes work pool with `base_job_template`, as `prefect worker start` does
+    /// for a missing pool.
+    pub async fn create_work_pool(
+        &self,
+        pool: &str,
+        base_job_template: &Value,
+    ) -> Result<WorkPool, PrefectError> {
+        let body =
+            json!({"name": pool, "type": "kubernetes", "base_job_template": base_job_template});
+        self.call(
+            Method::POST,
+            "/work_pools/",
+            Some(&body),
+            &format!("creating work pool {pool:?}"),
+        )
+        .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        pool: &str,
+        worker: &str,
+        interval: Duration,
+    ) -> Result<(), PrefectError> {
+        let body = json!({"name": worker, "heartbeat_interval_seconds": interval.as_secs().max(1)});
+        let _: Value = self
+            .call(
+                Method::POST,
+                &format!("/work_pools/{pool}/workers/heartbeat"),
+                Some(&body),
+                "worker heartbeat",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Runs of `pool` scheduled before `before`, from `queues` (all queues when empty).
+    pub async fn scheduled_flow_runs(
+        &self,
+        pool: &str,
+        queues: &[String],
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<FlowRun>, PrefectError> {
+        let mut body = json!({"scheduled_before": before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "limit": limit});
+        if !queues.is_empty() {
+            body["work_queue_names"] = json!(queues);
+        }
+        #[derive(serde::Deserialize)]
+        struct Scheduled {
+            flow_run: FlowRun,
+        }
+        let runs: Vec<Scheduled> = self
+            .call(
+                Method::POST,
+                &format!("/work_pools/{pool}/get_scheduled_flow_runs"),
+                Some(&body),
+                "fetching scheduled flow runs",
+            )
+            .await?;
+        Ok(runs.into_iter().map(|s| s.flow_run).collect())
+    }
+
+    pub async fn read_flow_run(&self, id: &str) -> Result<FlowRun, PrefectError> {
+        self.call(
+            Method::GET,
+            &format!("/flow_runs/{id}"),
+            None,
+            &format!("flow run {id}"),
+        )
+        .await
+    }
+
+    pub async fn read_deployment(&self, id: &str) -> Result<Deployment, PrefectError> {
+        self.call(
+            Method::GET,
+            &format!("/deployments/{id}"),
+            None,
+            &format!("deployment {id}"),
+        )
+        .await
+    }
+
+    pub async fn read_flow(&self, id: &str) -> Result<Flow, PrefectError> {
+        self.call(
+            Method::GET,
+            &format!("/flows/{id}"),
+            None,
+            &format!("flow {id}"),
+        )
+        .await
+    }
+
+    /// Proposes a state (`PENDING` to claim, `CRASHED`, `FAILED`, …) through the orchestration
+    /// rules; only `Accept` means the run is in it now.
+    pub async fn propose_state(
+        &self,
+        run: &str,
+        state_type: &str,
+        message: Option<&str>,
+    ) -> Result<Proposal, PrefectError> {
+        let name = pascal_case(state_type);
+        let body = json!({"state": {"type": state_type, "name": name, "message": message}});
+        let answer: Value = self
+            .call(
+                Method::POST,
+                &format!("/flow_runs/{run}/set_state"),
+                Some(&body),
+                &format!("proposing {state_type} for flow run {run}"),
+            )
+            .await?;
+        let status = match answer["status"].as_str() {
+            Some("ACCEPT") => ProposalStatus::Accept,
+            Some("ABORT") => ProposalStatus::Abort,
+            Some("REJECT") => ProposalStatus::Reject,
+            Some("WAIT") => ProposalStatus::Wait,
+            other => {
+                return Err(PrefectError::Decode {
+                    what: format!("proposing {state_type} for flow run {run}"),
+                    detail: format!("unknown status {other:?}"),
+                });
+            }
+        };
+        Ok(Proposal {
+            status,
+            state_id: answer
+                .pointer("/state/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            state_type: answer
+                .pointer("/state/type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            reason: answer
+                .pointer("/details/reason")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    /// Records where the run runs (`namespace:job-name`), as Prefect's worker does.
+    pub async fn set_infrastructure_pid(&self, run: &str, pid: &str) -> Result<(), PrefectError> {
+        let _: Value = self
+            .call(
+                Method::PATCH,
+                &format!("/flow_runs/{run}"),
+                Some(&json!({"infrastructure_pid": pid})),
+                &format!("recording the Job of flow run {run}"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A line in the run's logs, as the user sees it in the Prefect UI.
+    pub async fn log(&self, run: &str, level: u8, message: &str) -> Result<(), PrefectError> {
+        let line = json!([{"name": "prefect.agent", "level": level, "message": message, "flow_run_id": run,
+                            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}]);
+        let _: Value = self
+            .call(
+                Method::POST,
+                "/logs/",
+                Some(&line),
+                &format!("writing logs of flow run {run}"),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// `PENDING` → `Pending`, as Prefect names states.
+fn pascal_case(state_type: &str) -> String {
+    let lower = state_type.to_ascii_lowercase();
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
