@@ -311,8 +311,11 @@ pub fn init_logging(filter: &str, format: LogFormat) {
         eprintln!("warning: --log {filter:?} is not a valid filter ({e}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
+    // Colours only for a person at a terminal, never in files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -1,0 +1,457 @@
+//! `agent start` end to end: a real Prefect 3 server (one per test binary), Kubernetes from the
+//! emulator — or a real cluster when `AGENT_E2E_KUBECONFIG` names a kubeconfig (then Jobs go to
+//! `AGENT_E2E_NAMESPACE`, default `default`) — and the real `agent` binary. Every test has its
+//! own pool and agent name, and finds its Jobs by the agent's tracking label.
+
+use agent_tests::prefect::{PrefectServer, server};
+use agent_tests::{plugin, workspace_root};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube_emulator::{Config, Emulator};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Output;
+
+struct Cluster {
+    _emulator: Option<Emulator>,
+    kubeconfig: PathBuf,
+    namespace: String,
+    client: kube::Client,
+}
+
+async fn cluster() -> Cluster {
+    let (emulator, kubeconfig) = match std::env::var_os("AGENT_E2E_KUBECONFIG") {
+        Some(path) => (None, PathBuf::from(path)),
+        None => {
+            let emulator = Emulator::start(Config {
+                time_scale: 0.05,
+                ..Config::default()
+            })
+            .await
+            .unwrap();
+            let path = emulator.kubeconfig().to_path_buf();
+            (Some(emulator), path)
+        }
+    };
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let namespace = std::env::var("AGENT_E2E_NAMESPACE").unwrap_or_else(|_| "default".into());
+    Cluster {
+        _emulator: emulator,
+        kubeconfig,
+        namespace,
+        client: kube::Client::try_from(config).unwrap(),
+    }
+}
+
+impl Cluster {
+    async fn jobs_of(&self, agent: &str) -> Vec<Job> {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+        jobs.list(&ListParams::default().labels(&format!("prefect-agent/agent={agent}")))
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+/// Runs `agent start` to completion with `args` (it must stop by itself: --run-once or
+/// --max-polls).
+async fn agent_start(cluster: &Cluster, prefect: &PrefectServer, args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("start")
+        .args(["--namespace", &cluster.namespace])
+        .args(args)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("PREFECT_API_URL", &prefect.api_url)
+        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env("AGENT_LOG", "info")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "agent start failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stock_template() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("plugins/default/src/stock_template.json"))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn env_of(job: &Job) -> Vec<(String, String)> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_become_jobs_once_with_what_pool_deployment_run_and_plugins_decided() {
+    let prefect = server();
+    let cluster = cluster().await;
+    let mut template = stock_template();
+    template["variables"]["properties"]["env"]["default"] = json!({"POOL_LEVEL": "pool"});
+    prefect.create_pool("e2e-basic", template);
+    let deployment = prefect.create_deployment(
+        "e2e-basic",
+        "etl",
+        "nightly",
+        json!({"image": "registry.example.com/etl:1", "env": {"DEPLOYMENT_LEVEL": "deployment"}}),
+    );
+    let runs: Vec<String> = (0..3)
+        .map(|_| {
+            prefect.create_run(
+                &deployment,
+                json!({"env": {"RUN_LEVEL": "run"}, "cpu_request": "250m"}),
+            )
+        })
+        .collect();
+
+    let naming = format!("naming={}", plugin("naming").display());
+    let volumes = format!("volumes={}", plugin("volumes").display());
+    let output = agent_start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "e2e-basic",
+            "--name",
+            "agent-basic",
+            "--run-once",
+            "--plugin",
+            &naming,
+            "-c",
+            "naming.prefix=etl",
+            "--plugin",
+            &volumes,
+            "-c",
+            r#"volumes.volumes=[{"name": "scratch", "emptyDir": {}}]"#,
+            "-c",
+            r#"volumes.mounts=[{"name": "scratch", "mountPath": "/scratch"}]"#,
+        ],
+    )
+    .await;
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("Starting agent \"agent-basic\" with pool \"e2e-basic\", queues all, plugins default → naming → volumes"), "{log}");
+
+    let jobs = cluster.jobs_of("agent-basic").await;
+    assert_eq!(jobs.len(), 3, "one Job per run");
+    for run in &runs {
+        let state = prefect.flow_run(run);
+        assert_eq!(state["state_type"], "PENDING");
+        let pid = state["infrastructure_pid"]
+            .as_str()
+            .expect("infrastructure_pid is set")
+            .to_string();
+        let job = jobs
+            .iter()
+            .find(|j| {
+                format!(
+                    "{}:{}",
+                    cluster.namespace,
+                    j.metadata.name.as_deref().unwrap()
+                ) == pid
+            })
+            .expect("the recorded Job exists");
+        assert!(
+            job.metadata.name.as_ref().unwrap().starts_with("etl-"),
+            "the naming plugin decided the name"
+        );
+        assert_eq!(
+            job.metadata.labels.as_ref().unwrap()["prefect-agent/flow-run-id"],
+            *run
+        );
+        let env = env_of(job);
+        for (name, value) in [
+            ("POOL_LEVEL", "pool"),
+            ("DEPLOYMENT_LEVEL", "deployment"),
+            ("RUN_LEVEL", "run"),
+            ("PREFECT__FLOW_RUN_ID", run.as_str()),
+        ] {
+            assert!(
+                env.contains(&(name.to_string(), value.to_string())),
+                "{name}={value} missing from {env:?}"
+            );
+        }
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("registry.example.com/etl:1")
+        );
+        let requests = pod.containers[0]
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap();
+        assert_eq!(requests["cpu"].0, "250m");
+        assert_eq!(pod.volumes.as_ref().unwrap()[0].name, "scratch");
+        let logs = prefect.logs(run);
+        assert!(
+            logs.iter().any(|l| l
+                == &format!(
+                    "Submitted flow run to Kubernetes as Job {}",
+                    pid.replace(':', "/")
+                )),
+            "{logs:?}"
+        );
+    }
+
+    // Nothing is taken twice: the runs are PENDING now.
+    agent_start(
+        &cluster,
+        prefect,
+        &["--pool", "e2e-basic", "--name", "agent-basic", "--run-once"],
+    )
+    .await;
+    assert_eq!(cluster.jobs_of("agent-basic").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_rejection_fails_the_run_with_the_reason() {
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-policy", json!({}));
+    let deployment = prefect.create_deployment(
+        "e2e-policy",
+        "etl",
+        "nightly",
+        json!({"image": "docker.io/library/python:3.12"}),
+    );
+    let run = prefect.create_run(&deployment, json!({}));
+    let policy = format!("policy={}", plugin("policy").display());
+    agent_start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "e2e-policy",
+            "--name",
+            "agent-policy",
+            "--run-once",
+            "--plugin",
+            &policy,
+            "-c",
+            "policy.allowed-registries=ghcr.io/acme",
+        ],
+    )
+    .await;
+
+    let state = prefect.flow_run(&run);
+    assert_eq!(state["state_type"], "FAILED");
+    let expected = "Rejected by plugin policy: container prefect-job: image \"docker.io/library/python:3.12\" is not from an allowed registry (ghcr.io/acme)";
+    assert_eq!(state["state"]["message"], expected);
+    assert!(prefect.logs(&run).iter().any(|l| l == expected));
+    assert!(cluster.jobs_of("agent-policy").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_server_refusal_crashes_the_run_with_the_field_path() {
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-invalid", json!({}));
+    // A string the schema accepts and the API server does not: not a quantity.
+    let deployment = prefect.create_deployment(
+        "e2e-invalid",
+        "etl",
+        "nightly",
+        json!({"cpu_request": "lots"}),
+    );
+    let run = prefect.create_run(&deployment, json!({}));
+    agent_start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "e2e-invalid",
+            "--name",
+            "agent-invalid",
+            "--run-once",
+        ],
+    )
+    .await;
+
+    let state = prefect.flow_run(&run);
+    assert_eq!(state["state_type"], "CRASHED");
+    let message = state["state"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Submitting the Job failed: Kubernetes refused the Job"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.template.spec.containers[0].resources.requests[cpu]"),
+        "the field path is named: {message}"
+    );
+    assert!(message.contains("(Invalid, 422)"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_agents_racing_create_each_job_exactly_once() {
+    let runs_wanted: usize = std::env::var("AGENT_E2E_RACE_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-race", json!({}));
+    let deployment = prefect.create_deployment("e2e-race", "etl", "race", json!({}));
+    let runs: Vec<String> = (0..runs_wanted)
+        .map(|_| prefect.create_run(&deployment, json!({})))
+        .collect();
+
+    let args = [
+        "--pool",
+        "e2e-race",
+        "--name",
+        "racer",
+        "--max-polls",
+        "40",
+        "--poll-interval",
+        "100ms",
+        "--limit",
+        "16",
+    ];
+    let (a, b, c) = tokio::join!(
+        agent_start(&cluster, prefect, &args),
+        agent_start(&cluster, prefect, &args),
+        agent_start(&cluster, prefect, &args)
+    );
+    let submitted: Vec<usize> = [a, b, c]
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .matches(" submitted flow_run=")
+                .count()
+        })
+        .collect();
+
+    let jobs = cluster.jobs_of("racer").await;
+    assert_eq!(
+        jobs.len(),
+        runs_wanted,
+        "exactly one Job per run (per agent: {submitted:?})"
+    );
+    let mut claimed: Vec<String> = jobs
+        .iter()
+        .map(|j| j.metadata.labels.as_ref().unwrap()["prefect-agent/flow-run-id"].clone())
+        .collect();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), runs_wanted, "no run has two Jobs");
+    for run in &runs {
+        assert!(
+            prefect.flow_run(run)["infrastructure_pid"].is_string(),
+            "run {run} has its Job recorded"
+        );
+    }
+    assert!(
+        submitted.iter().filter(|n| **n > 0).count() >= 2,
+        "the work was shared: {submitted:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_prints_the_job_and_gives_the_run_back() {
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-dry", json!({}));
+    let deployment =
+        prefect.create_deployment("e2e-dry", "etl", "dry", json!({"image": "busybox"}));
+    let run = prefect.create_run(&deployment, json!({}));
+    let output = agent_start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "e2e-dry",
+            "--name",
+            "agent-dry",
+            "--run-once",
+            "--dry-run",
+        ],
+    )
+    .await;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains(&format!("# flow run {run}")) && printed.contains("image: busybox"),
+        "{printed}"
+    );
+    assert!(cluster.jobs_of("agent-dry").await.is_empty());
+    assert_eq!(
+        prefect.flow_run(&run)["state_type"],
+        "SCHEDULED",
+        "the claim was released"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_pool_is_refused_unless_asked_to_create_it() {
+    let prefect = server();
+    let cluster = cluster().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["start", "--pool", "e2e-missing", "--run-once"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("PREFECT_API_URL", &prefect.api_url)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: work pool \"e2e-missing\" does not exist at {}; create it (or pass --create-pool)",
+            prefect.api_url
+        )
+    );
+
+    agent_start(
+        &cluster,
+        prefect,
+        &["--pool", "e2e-missing", "--run-once", "--create-pool"],
+    )
+    .await;
+    let pool = prefect.call("GET", "/work_pools/e2e-missing", None);
+    assert_eq!(pool["type"], "kubernetes");
+    assert!(
+        pool["base_job_template"]["job_configuration"]["job_manifest"].is_object(),
+        "created with the stock template"
+    );
+
+    let unreachable = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["start", "--pool", "x", "--run-once"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: cannot reach the Prefect API at http://127.0.0.1:9/api/admin/version"
+        ),
+        "{stderr}"
+    );
+}

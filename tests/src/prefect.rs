@@ -1,0 +1,140 @@
+//! A real Prefect 3 server for end-to-end tests (tests/prefect/serve.py in the project's venv:
+//! SQLite in a temp dir, loopback, a free port), one per test process, and a small REST helper
+//! to drive it as a user would. Never a mock.
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct PrefectServer {
+    pub api_url: String,
+    _process: Mutex<Child>,
+    _data: tempfile::TempDir,
+}
+
+/// The test process's Prefect server, started on first use (about 15 s).
+pub fn server() -> &'static PrefectServer {
+    static SERVER: OnceLock<PrefectServer> = OnceLock::new();
+    SERVER.get_or_init(start)
+}
+
+fn start() -> PrefectServer {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+    let process = Command::new(crate::python())
+        .arg(crate::tests_path("prefect/serve.py"))
+        .arg(port.to_string())
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting the Prefect server");
+    let api_url = format!("http://127.0.0.1:{port}/api");
+    let started = Instant::now();
+    while ureq::get(&format!("{api_url}/health")).call().is_err() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
+            panic!("the Prefect server did not come up in 120 s:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    PrefectServer {
+        api_url,
+        _process: Mutex::new(process),
+        _data: data,
+    }
+}
+
+impl PrefectServer {
+    /// `METHOD path` with a JSON body; the answer as JSON. Panics with the server's words on
+    /// an error status.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.api_url);
+        // SQLite under concurrent writers answers 503; Prefect's own client retries, so do we.
+        for attempt in 0..20u32 {
+            let response = match (method, body.clone()) {
+                ("GET", _) => ureq::get(&url).call(),
+                ("DELETE", _) => ureq::delete(&url).call(),
+                ("PATCH", body) => ureq::patch(&url).send_json(body.unwrap_or(json!({}))),
+                (_, body) => ureq::post(&url).send_json(body.unwrap_or(json!({}))),
+            };
+            match response {
+                Ok(mut response) => {
+                    let text = response.body_mut().read_to_string().unwrap_or_default();
+                    return if text.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_str(&text).unwrap()
+                    };
+                }
+                Err(ureq::Error::StatusCode(429 | 503)) => {
+                    std::thread::sleep(Duration::from_millis(50 * u64::from(attempt + 1)))
+                }
+                Err(e) => panic!("{method} {path}: {e}"),
+            }
+        }
+        panic!("{method} {path}: the Prefect server stayed unavailable (503)")
+    }
+
+    pub fn create_pool(&self, name: &str, base_job_template: Value) -> Value {
+        self.call(
+            "POST",
+            "/work_pools/",
+            Some(
+                json!({"name": name, "type": "kubernetes", "base_job_template": base_job_template}),
+            ),
+        )
+    }
+
+    /// A flow and a deployment of it on `pool`; returns the deployment id.
+    pub fn create_deployment(
+        &self,
+        pool: &str,
+        flow: &str,
+        name: &str,
+        job_variables: Value,
+    ) -> String {
+        let flow = self.call("POST", "/flows/", Some(json!({"name": flow})));
+        let deployment = self.call(
+            "POST",
+            "/deployments/",
+            Some(json!({"name": name, "flow_id": flow["id"], "work_pool_name": pool, "job_variables": job_variables})),
+        );
+        deployment["id"].as_str().unwrap().to_string()
+    }
+
+    /// A run of the deployment, scheduled now; returns its id.
+    pub fn create_run(&self, deployment: &str, job_variables: Value) -> String {
+        let run = self.call(
+            "POST",
+            &format!("/deployments/{deployment}/create_flow_run"),
+            Some(json!({"job_variables": job_variables})),
+        );
+        run["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn flow_run(&self, id: &str) -> Value {
+        self.call("GET", &format!("/flow_runs/{id}"), None)
+    }
+
+    /// The run's log messages, oldest first.
+    pub fn logs(&self, run: &str) -> Vec<String> {
+        let logs = self.call(
+            "POST",
+            "/logs/filter",
+            Some(json!({"logs": {"flow_run_id": {"any_": [run]}}, "sort": "TIMESTAMP_ASC"})),
+        );
+        logs.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
