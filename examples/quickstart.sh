@@ -1,21 +1,54 @@
 #!/usr/bin/env bash
-# Quickstart on a fresh machine: builds the agent and the shipped plugins, then renders the
-# Job for an example flow run through the stock plugin and three more, showing what each
-# plugin changed. No Prefect server and no cluster needed.
+# Quickstart on a fresh machine, with no cluster and no Prefect account: starts a local Prefect 3
+# server and the Kubernetes API emulator, creates a work pool, a deployment and three flow runs,
+# then runs `agent start` with the naming plugin once: each run becomes a Kubernetes Job. Shows
+# the Jobs and the runs' states. Everything it starts stops when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "toolchain and Python venv (Prefect)"
 rustup target add wasm32-wasip2
-echo "==> building the agent and the plugins (the first build takes a few minutes)" >&2
-cargo build --quiet -p agent
-cargo build --quiet --profile plugin --target wasm32-wasip2 -p plugin-naming -p plugin-resources -p plugin-policy
+tests/setup-python.sh
+
+step "building the agent, the emulator and the plugins (the first build takes a few minutes)"
+cargo build --quiet -p agent -p kube-emulator
+cargo build --quiet --profile plugin --target wasm32-wasip2 -p plugin-naming
 plugins=target/wasm32-wasip2/plugin
 
-echo "==> agent render (Job on stdout, --explain on stderr)" >&2
-target/debug/agent render \
-  --flow-run examples/flow-runs/etl-nightly.json \
-  --api-url http://prefect.example.com/api \
-  --plugin "naming=$plugins/plugin_naming.wasm" -c naming.prefix=etl \
-  --plugin "resources=$plugins/plugin_resources.wasm" -c resources.cpu.max=250m -c resources.memory.default=1Gi \
-  --plugin "policy=$plugins/plugin_policy.wasm" -c policy.allowed-registries=registry.example.com \
-  --explain
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export PREFECT_API_URL="http://127.0.0.1:$port/api"
+export KUBECONFIG="$work/kubeconfig"
+
+step "starting a Prefect server at $PREFECT_API_URL and the Kubernetes API emulator"
+.venv/bin/python tests/prefect/serve.py "$port" "$work" 2>"$work/prefect.log" &
+target/debug/kube-emulator --kubeconfig "$KUBECONFIG" >/dev/null 2>"$work/emulator.log" &
+for _ in $(seq 1 240); do
+  .venv/bin/python -c "import urllib.request; urllib.request.urlopen('$PREFECT_API_URL/health')" 2>/dev/null && break
+  sleep 0.5
+done
+
+step "a work pool, a deployment and three flow runs"
+.venv/bin/python examples/quickstart_setup.py "$PREFECT_API_URL" quickstart
+
+step "agent start --run-once (the naming plugin prefixes every Job name with 'etl')"
+target/debug/agent start --pool quickstart --run-once \
+  --plugin "naming=$plugins/plugin_naming.wasm" -c naming.prefix=etl
+
+step "the Jobs in the (emulated) cluster"
+if command -v kubectl >/dev/null; then
+  kubectl get jobs -L prefect-agent/flow-run-id
+else
+  echo "(install kubectl to list them: KUBECONFIG=$KUBECONFIG kubectl get jobs)"
+fi
+
+step "the flow runs in Prefect"
+.venv/bin/python - <<PY
+import json, urllib.request
+request = urllib.request.Request("$PREFECT_API_URL/flow_runs/filter", data=b"{}", method="POST", headers={"Content-Type": "application/json"})
+for run in json.load(urllib.request.urlopen(request)):
+    print(f"{run['name']:<24} {run['state_type']:<10} infrastructure_pid={run['infrastructure_pid']}")
+PY
