@@ -21,6 +21,8 @@ use tokio::task::JoinSet;
 /// Prefect's log levels.
 const INFO: u8 = 20;
 const ERROR: u8 = 40;
+/// How long a poll or heartbeat retries before giving up until the next poll.
+const POLL_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -100,19 +102,23 @@ impl Agent {
         let mut outcomes = Vec::new();
         tokio::pin!(shutdown);
         let mut polls = 0u64;
-        loop {
+        'polling: loop {
             self.heartbeat().await;
             match self.poll().await {
                 Ok(runs) => {
                     for run in runs {
-                        if !self.in_flight.lock().unwrap().insert(run.id.clone()) {
+                        if self.in_flight.lock().unwrap().contains(&run.id) {
                             continue;
                         }
-                        let permit = permits
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("the semaphore is never closed");
+                        // Wait for a free slot, but not past a shutdown.
+                        let permit = tokio::select! {
+                            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                            _ = &mut shutdown => {
+                                tracing::info!("shutting down: no more polls; waiting up to {:?} for {} submission(s) under way", self.options.shutdown_grace, tasks.len());
+                                break 'polling;
+                            }
+                        };
+                        self.in_flight.lock().unwrap().insert(run.id.clone());
                         let agent = self.clone();
                         tasks.spawn(async move {
                             let id = run.id.clone();
@@ -159,6 +165,7 @@ impl Agent {
     async fn heartbeat(&self) {
         if let Err(e) = self
             .prefect
+            .with_patience(POLL_PATIENCE)
             .heartbeat(
                 &self.pool.name,
                 &self.settings.name,
@@ -173,7 +180,9 @@ impl Agent {
     async fn poll(&self) -> Result<Vec<FlowRun>, PrefectError> {
         let before = chrono::Utc::now()
             + chrono::Duration::from_std(self.options.prefetch).unwrap_or_default();
+        // A failed poll is retried by the next one; per-run calls are more patient.
         self.prefect
+            .with_patience(POLL_PATIENCE)
             .scheduled_flow_runs(
                 &self.pool.name,
                 &self.options.queues,
@@ -226,8 +235,33 @@ impl Agent {
     }
 
     /// Proposes PENDING; the claim's state id when accepted, `None` when someone else has it.
+    ///
+    /// The proposal carries a token unique to this attempt, so that when its answer is lost
+    /// (the server went away after accepting) the run can be read back and the claim recognised
+    /// as ours instead of leaving the run PENDING with no Job.
     async fn claim(&self, run: &FlowRun) -> Result<Option<String>, PrefectError> {
-        let proposal = self.prefect.propose_state(&run.id, "PENDING", None).await?;
+        let message = format!(
+            "Claimed by agent {} (claim {})",
+            self.settings.name,
+            claim_token()
+        );
+        let proposal = match self
+            .prefect
+            .propose_state(&run.id, "PENDING", Some(&message))
+            .await
+        {
+            Ok(proposal) => proposal,
+            Err(e @ PrefectError::Unreachable { .. }) => {
+                let (state_id, state_message) = self.prefect.read_flow_run_state(&run.id).await?;
+                return if state_message.as_deref() == Some(message.as_str()) {
+                    tracing::info!(flow_run = %run.id, "the claim's answer was lost, but the claim is ours: {e}");
+                    Ok(state_id)
+                } else {
+                    Err(e)
+                };
+            }
+            Err(e) => return Err(e),
+        };
         match proposal.status {
             ProposalStatus::Accept => Ok(proposal.state_id),
             status => {
@@ -371,6 +405,11 @@ impl Agent {
             tracing::warn!(flow_run = %id, "could not write the run's log: {e}");
         }
     }
+}
+
+/// A token unique enough for one claim attempt.
+fn claim_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 enum Failure {

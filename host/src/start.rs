@@ -38,7 +38,11 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         .clone()
         .context("no Prefect API: set PREFECT_API_URL or --api-url")?;
     let prefect = PrefectClient::new(&api, args.key.as_deref(), args.auth_string.as_deref())?;
-    let version = prefect.version().await?;
+    // Fail fast at start-up; later calls ride out a server restart.
+    let version = prefect
+        .with_patience(std::time::Duration::from_secs(5))
+        .version()
+        .await?;
     let pool = match prefect.read_work_pool(&args.pool).await {
         Ok(pool) => pool,
         Err(e) if e.is_not_found() && args.create_pool => {

@@ -8,13 +8,13 @@ use agent_tests::{plugin, workspace_root};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube_emulator::{Config, Emulator};
+use kube_emulator::{Config, Emulator, Fault, FaultRule};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Output;
 
 struct Cluster {
-    _emulator: Option<Emulator>,
+    emulator: Option<Emulator>,
     kubeconfig: PathBuf,
     namespace: String,
     client: kube::Client,
@@ -42,7 +42,7 @@ async fn cluster() -> Cluster {
     .unwrap();
     let namespace = std::env::var("AGENT_E2E_NAMESPACE").unwrap_or_else(|_| "default".into());
     Cluster {
-        _emulator: emulator,
+        emulator,
         kubeconfig,
         namespace,
         client: kube::Client::try_from(config).unwrap(),
@@ -454,4 +454,209 @@ async fn a_missing_pool_is_refused_unless_asked_to_create_it() {
         ),
         "{stderr}"
     );
+}
+
+/// Starts `agent start` in the background (it runs until signalled).
+fn spawn_agent(
+    cluster: &Cluster,
+    api_url: &str,
+    args: &[&str],
+    cache: &std::path::Path,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("start")
+        .args(["--namespace", &cluster.namespace])
+        .args(args)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("PREFECT_API_URL", api_url)
+        .env("AGENT_PLUGIN_CACHE", cache)
+        .env("AGENT_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn terminate(mut agent: tokio::process::Child) -> String {
+    let pid = agent.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(90), async {
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(agent.stderr.as_mut().unwrap(), &mut stderr)
+            .await
+            .unwrap();
+        (agent.wait().await.unwrap(), stderr)
+    })
+    .await
+    .expect("the agent stops within its grace period");
+    assert!(
+        output.0.success(),
+        "the agent exits 0 on SIGTERM:\n{}",
+        output.1
+    );
+    output.1
+}
+
+/// Slows every Kubernetes request, so that a burst of submissions is still under way when the
+/// test acts (only on the emulator; a real cluster is slow enough by itself).
+fn slow_down(cluster: &Cluster, ms: u64) {
+    if let Some(emulator) = &cluster.emulator {
+        emulator.inject(FaultRule {
+            fault: Fault::Latency { ms },
+            count: None,
+            fraction: None,
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_burst_leaves_no_run_claimed_without_a_job_or_a_report() {
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-sigterm", json!({}));
+    let deployment = prefect.create_deployment("e2e-sigterm", "etl", "burst", json!({}));
+    let runs: Vec<String> = (0..60)
+        .map(|_| prefect.create_run(&deployment, json!({})))
+        .collect();
+    slow_down(&cluster, 150);
+    let cache = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(
+        &cluster,
+        &prefect.api_url,
+        &[
+            "--pool",
+            "e2e-sigterm",
+            "--name",
+            "agent-sigterm",
+            "--poll-interval",
+            "100ms",
+            "--limit",
+            "4",
+        ],
+        cache.path(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let log = terminate(agent).await;
+    assert!(log.contains("shutting down: no more polls"), "{log}");
+
+    let jobs = cluster.jobs_of("agent-sigterm").await;
+    let (mut untouched, mut submitted) = (0, 0);
+    for run in &runs {
+        let state = prefect.flow_run(run);
+        match (
+            state["state_type"].as_str().unwrap(),
+            state["infrastructure_pid"].as_str(),
+        ) {
+            ("SCHEDULED", _) => untouched += 1,
+            ("PENDING", Some(pid)) => {
+                submitted += 1;
+                assert!(
+                    jobs.iter()
+                        .any(|j| pid.ends_with(j.metadata.name.as_deref().unwrap())),
+                    "run {run}: its Job {pid} exists"
+                );
+            }
+            ("CRASHED", _) => {}
+            (other, pid) => panic!(
+                "run {run} is {other} with infrastructure_pid {pid:?}: claimed and left without a Job or a report"
+            ),
+        }
+    }
+    assert_eq!(
+        jobs.len(),
+        submitted,
+        "every Job belongs to a submitted run"
+    );
+    assert!(submitted > 0, "some runs were submitted before the signal");
+    if cluster.emulator.is_some() {
+        assert!(
+            untouched > 0,
+            "the signal came during the burst (all {} runs were done already)",
+            runs.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefect_restart_mid_stream_loses_nothing() {
+    let prefect = tokio::task::spawn_blocking(PrefectServer::dedicated)
+        .await
+        .unwrap();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-restart", json!({}));
+    let deployment = prefect.create_deployment("e2e-restart", "etl", "restart", json!({}));
+    let runs: Vec<String> = (0..40)
+        .map(|_| prefect.create_run(&deployment, json!({})))
+        .collect();
+    slow_down(&cluster, 300);
+    let cache = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(
+        &cluster,
+        &prefect.api_url,
+        &[
+            "--pool",
+            "e2e-restart",
+            "--name",
+            "agent-restart",
+            "--poll-interval",
+            "200ms",
+            "--limit",
+            "2",
+        ],
+        cache.path(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let before_kill = runs.len()
+        - runs
+            .iter()
+            .filter(|run| prefect.flow_run(run)["state_type"] == "SCHEDULED")
+            .count();
+    if cluster.emulator.is_some() {
+        assert!(
+            before_kill > 0 && before_kill < runs.len(),
+            "the restart must come mid-stream ({before_kill} of {} runs taken)",
+            runs.len()
+        );
+    }
+    let prefect = tokio::task::spawn_blocking(move || {
+        prefect.kill();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        prefect.restart();
+        prefect
+    })
+    .await
+    .unwrap();
+
+    let all_recorded = |prefect: &PrefectServer| {
+        runs.iter()
+            .all(|run| prefect.flow_run(run)["infrastructure_pid"].is_string())
+    };
+    let started = std::time::Instant::now();
+    while !all_recorded(&prefect) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "runs still unsubmitted two minutes after the restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    terminate(agent).await;
+    let jobs = cluster.jobs_of("agent-restart").await;
+    assert_eq!(
+        jobs.len(),
+        runs.len(),
+        "one Job per run, none lost and none twice"
+    );
+    for run in &runs {
+        let state = prefect.flow_run(run);
+        assert_eq!(state["state_type"], "PENDING", "run {run}");
+        let pid = state["infrastructure_pid"].as_str().unwrap();
+        assert!(
+            jobs.iter()
+                .any(|j| pid.ends_with(j.metadata.name.as_deref().unwrap())),
+            "run {run}: Job {pid} exists"
+        );
+    }
 }

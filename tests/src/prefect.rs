@@ -10,49 +10,81 @@ use std::time::{Duration, Instant};
 
 pub struct PrefectServer {
     pub api_url: String,
-    _process: Mutex<Child>,
-    _data: tempfile::TempDir,
+    port: u16,
+    process: Mutex<Child>,
+    data: tempfile::TempDir,
 }
 
 /// The test process's Prefect server, started on first use (about 15 s).
 pub fn server() -> &'static PrefectServer {
     static SERVER: OnceLock<PrefectServer> = OnceLock::new();
-    SERVER.get_or_init(start)
+    SERVER.get_or_init(PrefectServer::dedicated)
 }
 
-fn start() -> PrefectServer {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let data = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(data.path().join("server.log")).unwrap();
-    let process = Command::new(crate::python())
+fn spawn(port: u16, data: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("server.log"))
+        .unwrap();
+    Command::new(crate::python())
         .arg(crate::tests_path("prefect/serve.py"))
         .arg(port.to_string())
-        .arg(data.path())
+        .arg(data)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("starting the Prefect server");
-    let api_url = format!("http://127.0.0.1:{port}/api");
-    let started = Instant::now();
-    while ureq::get(&format!("{api_url}/health")).call().is_err() {
-        if started.elapsed() > Duration::from_secs(120) {
-            let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
-            panic!("the Prefect server did not come up in 120 s:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    PrefectServer {
-        api_url,
-        _process: Mutex::new(process),
-        _data: data,
-    }
+        .expect("starting the Prefect server")
 }
 
 impl PrefectServer {
+    /// A server of the caller's own (for tests that stop and restart it).
+    pub fn dedicated() -> PrefectServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = tempfile::tempdir().unwrap();
+        let process = spawn(port, data.path());
+        let server = PrefectServer {
+            api_url: format!("http://127.0.0.1:{port}/api"),
+            port,
+            process: Mutex::new(process),
+            data,
+        };
+        server.wait_until_up();
+        server
+    }
+
+    fn wait_until_up(&self) {
+        let started = Instant::now();
+        while ureq::get(&format!("{}/health", self.api_url))
+            .call()
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(120) {
+                let log = std::fs::read_to_string(self.data.path().join("server.log"))
+                    .unwrap_or_default();
+                panic!("the Prefect server did not come up in 120 s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Kills the server (as a crash would); the database stays.
+    pub fn kill(&self) {
+        let mut process = self.process.lock().unwrap();
+        let _ = process.kill();
+        let _ = process.wait();
+    }
+
+    /// Starts it again on the same port and database, and waits until it answers.
+    pub fn restart(&self) {
+        *self.process.lock().unwrap() = spawn(self.port, self.data.path());
+        self.wait_until_up();
+    }
+
     /// `METHOD path` with a JSON body; the answer as JSON. Panics with the server's words on
     /// an error status.
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -136,5 +168,11 @@ impl PrefectServer {
             .iter()
             .map(|l| l["message"].as_str().unwrap_or("").to_string())
             .collect()
+    }
+}
+
+impl Drop for PrefectServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

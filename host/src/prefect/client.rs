@@ -12,7 +12,8 @@ use std::time::Duration;
 
 /// Per request.
 const TIMEOUT: Duration = Duration::from_secs(30);
-const ATTEMPTS: u32 = 6;
+/// How long a call keeps retrying by default: long enough to ride out a server restart.
+const PATIENCE: Duration = Duration::from_secs(90);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -70,6 +71,7 @@ pub struct PrefectClient {
     http: reqwest::Client,
     api: String,
     authorization: Option<String>,
+    patience: Duration,
 }
 
 impl PrefectClient {
@@ -101,7 +103,16 @@ impl PrefectClient {
             http,
             api: api.trim_end_matches('/').to_string(),
             authorization,
+            patience: PATIENCE,
         })
+    }
+
+    /// The same client retrying for at most `patience` (start-up checks fail fast).
+    pub fn with_patience(&self, patience: Duration) -> Self {
+        PrefectClient {
+            patience,
+            ..self.clone()
+        }
     }
 
     pub fn api_url(&self) -> &str {
@@ -119,6 +130,7 @@ impl PrefectClient {
         let url = format!("{}{path}", self.api);
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
+        let started = std::time::Instant::now();
         loop {
             let mut request = self.http.request(method.clone(), &url);
             if let Some(authorization) = &self.authorization {
@@ -169,7 +181,7 @@ impl PrefectClient {
                 }
                 Err(e) => e.to_string(),
             };
-            if attempt >= ATTEMPTS {
+            if started.elapsed() >= self.patience {
                 return Err(PrefectError::Unreachable {
                     url,
                     detail: format!("{what}: {retry_reason} (after {attempt} attempts)"),
@@ -280,6 +292,27 @@ impl PrefectClient {
             &format!("flow run {id}"),
         )
         .await
+    }
+
+    /// The id and message of the run's current state.
+    pub async fn read_flow_run_state(
+        &self,
+        id: &str,
+    ) -> Result<(Option<String>, Option<String>), PrefectError> {
+        let run: Value = self
+            .call(
+                Method::GET,
+                &format!("/flow_runs/{id}"),
+                None,
+                &format!("flow run {id}"),
+            )
+            .await?;
+        let field = |pointer: &str| {
+            run.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        Ok((field("/state/id"), field("/state/message")))
     }
 
     pub async fn read_deployment(&self, id: &str) -> Result<Deployment, PrefectError> {
