@@ -92,11 +92,20 @@ pub fn agent_settings(args: &AgentArgs, prefect_version: Option<String>) -> Agen
             .map(|(name, key)| SecretKeyRef { name, key }),
         service_account_name: args.service_account_name.clone(),
         image_pull_secrets: args.image_pull_secrets.clone(),
-        env: args.env.clone(),
+        env: agent_env(args),
         labels: args.job_labels.clone(),
         default_image: args.default_image.clone(),
         prefect_version,
     }
+}
+
+/// `--env` pairs, plus what other flags put in every flow run's environment.
+fn agent_env(args: &AgentArgs) -> Vec<(String, String)> {
+    let mut env = args.env.clone();
+    if args.no_cloud_logs {
+        env.push(("PREFECT_LOGGING_TO_API_ENABLED".into(), "false".into()));
+    }
+    env
 }
 
 /// The job variables the agent's flags set, between the pool's defaults and the deployment's.

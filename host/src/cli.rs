@@ -53,8 +53,14 @@ pub struct StartArgs {
     /// The work pool to serve.
     #[arg(long, env = "PREFECT_WORK_POOL_NAME")]
     pub pool: String,
-    /// A work queue of the pool to serve (repeatable; all queues when none).
-    #[arg(long = "queue", short = 'q', value_name = "QUEUE")]
+    /// A work queue of the pool to serve (repeatable; all queues when none). `--label` is
+    /// Prefect 1's name for it.
+    #[arg(
+        long = "queue",
+        short = 'q',
+        visible_alias = "label",
+        value_name = "QUEUE"
+    )]
     pub queues: Vec<String>,
     /// Prefect API key, sent as `Authorization: Bearer` (Prefect Cloud).
     #[arg(long, env = "PREFECT_API_KEY", hide_env_values = true)]
@@ -154,6 +160,9 @@ pub struct AgentArgs {
     /// Label for every Job and its pods (KEY=VALUE, repeatable).
     #[arg(long = "job-label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub job_labels: Vec<(String, String)>,
+    /// Flow runs do not send their logs to the Prefect API (PREFECT_LOGGING_TO_API_ENABLED=false).
+    #[arg(long, env = "AGENT_NO_CLOUD_LOGS")]
+    pub no_cloud_logs: bool,
     /// Image for flow runs whose template and job variables name none.
     #[arg(
         long,

@@ -366,3 +366,24 @@ fn the_agents_own_defaults_reach_every_job() {
         1
     );
 }
+
+#[test]
+fn no_cloud_logs_turns_off_log_shipping_in_every_flow_run() {
+    let job = agent([
+        "render",
+        "-o",
+        "json",
+        "--flow-run",
+        &example(),
+        "--no-cloud-logs",
+    ])
+    .json();
+    let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        env.contains(&json!({"name": "PREFECT_LOGGING_TO_API_ENABLED", "value": "false"})),
+        "{env:?}"
+    );
+}

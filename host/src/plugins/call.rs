@@ -251,15 +251,7 @@ impl wit_log::Host for CallState {
             }
             return;
         }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let cut = (0..=MAX_LOG_LINE)
-                .rev()
-                .find(|&i| message.is_char_boundary(i))
-                .unwrap_or(0);
-            message.truncate(cut);
-            message.push('…');
-        }
+        let message = crate::text::shorten(message, MAX_LOG_LINE);
         let plugin = self.plugin.as_str();
         let level = match level {
             Level::Trace => {

@@ -343,7 +343,7 @@ fn watch(
     let namespace = namespace.filter(|_| kind.namespaced).map(str::to_string);
     let bookmarks = params
         .get("allowWatchBookmarks")
-        .is_some_and(|b| b == "true");
+        .is_some_and(|b| parse_bool(b));
     let timeout = params
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
