@@ -660,3 +660,29 @@ async fn a_prefect_restart_mid_stream_loses_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_connection_to_the_api_server_is_retried_without_a_duplicate() {
+    let prefect = server();
+    let cluster = cluster().await;
+    let Some(emulator) = &cluster.emulator else {
+        return;
+    };
+    prefect.create_pool("e2e-drop", json!({}));
+    let deployment = prefect.create_deployment("e2e-drop", "etl", "drop", json!({}));
+    let run = prefect.create_run(&deployment, json!({}));
+    // The first two Kubernetes requests (the create, then its retry) lose their connection.
+    emulator.inject(FaultRule {
+        fault: Fault::Drop,
+        count: Some(2),
+        fraction: None,
+    });
+    agent_start(
+        &cluster,
+        prefect,
+        &["--pool", "e2e-drop", "--name", "agent-drop", "--run-once"],
+    )
+    .await;
+    assert_eq!(prefect.flow_run(&run)["state_type"], "PENDING");
+    assert_eq!(cluster.jobs_of("agent-drop").await.len(), 1);
+}

@@ -54,6 +54,9 @@ pub enum SubmitError {
     Decode(String),
 }
 
+/// Tries at creating a Job when the API server cannot be reached (0.5 s, 1 s, 2 s, 4 s apart).
+const CREATE_ATTEMPTS: u32 = 5;
+
 pub struct Submitter {
     client: kube::Client,
 }
@@ -78,21 +81,36 @@ impl Submitter {
         let typed: Job =
             serde_json::from_value(job.clone()).map_err(|e| SubmitError::Decode(e.to_string()))?;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
-        match jobs.create(&PostParams::default(), &typed).await {
-            Ok(_) => Ok(Submitted {
-                namespace,
-                name,
-                adopted: false,
-            }),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                self.adopt(&jobs, job, namespace, name).await
+        let mut attempt = 1;
+        loop {
+            match jobs.create(&PostParams::default(), &typed).await {
+                Ok(_) => {
+                    return Ok(Submitted {
+                        namespace,
+                        name,
+                        adopted: false,
+                    });
+                }
+                // A create that landed before its answer was lost meets itself here.
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    return self.adopt(&jobs, job, namespace, name).await;
+                }
+                Err(kube::Error::Api(status)) => return Err(api_error(namespace, name, &status)),
+                // Transport errors: the name is the claim's, so trying again cannot duplicate.
+                Err(other) if attempt < CREATE_ATTEMPTS => {
+                    tracing::debug!(job = %name, attempt, "creating the Job failed, retrying: {other}");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * 2u64.pow(attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                Err(other) => {
+                    return Err(SubmitError::Unreachable {
+                        namespace,
+                        name,
+                        detail: other.to_string(),
+                    });
+                }
             }
-            Err(kube::Error::Api(status)) => Err(api_error(namespace, name, &status)),
-            Err(other) => Err(SubmitError::Unreachable {
-                namespace,
-                name,
-                detail: other.to_string(),
-            }),
         }
     }
 
