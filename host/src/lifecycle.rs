@@ -54,7 +54,33 @@ pub struct Agent {
     flows: Mutex<HashMap<String, Flow>>,
 }
 
-/// What happened to one run, for the summary and the tests.
+/// How many runs ended how; counted, not kept, so a long-running agent stays small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub submitted: usize,
+    pub adopted: usize,
+    pub dry_runs: usize,
+    pub claimed_elsewhere: usize,
+    pub rejected: usize,
+    pub crashed: usize,
+}
+
+impl Summary {
+    fn count(&mut self, outcome: Option<Outcome>) {
+        match outcome {
+            Some(Outcome::Submitted(_)) => self.submitted += 1,
+            Some(Outcome::Adopted(_)) => self.adopted += 1,
+            Some(Outcome::DryRun) => self.dry_runs += 1,
+            Some(Outcome::ClaimedElsewhere) => self.claimed_elsewhere += 1,
+            Some(Outcome::Rejected) => self.rejected += 1,
+            Some(Outcome::Crashed) => self.crashed += 1,
+            // A submission task that panicked: its run is logged where it failed.
+            None => {}
+        }
+    }
+}
+
+/// What happened to one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Submitted(String),
@@ -93,13 +119,10 @@ impl Agent {
 
     /// Polls until `shutdown` resolves or `max_polls` is reached, then lets the submissions
     /// under way finish (within the grace period). Returns every run's outcome.
-    pub async fn run(
-        self: Arc<Self>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Vec<Outcome> {
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Summary {
         let permits = Arc::new(Semaphore::new(self.options.limit.max(1)));
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
-        let mut outcomes = Vec::new();
+        let mut summary = Summary::default();
         tokio::pin!(shutdown);
         let mut polls = 0u64;
         'polling: loop {
@@ -114,7 +137,7 @@ impl Agent {
                         let permit = tokio::select! {
                             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                             _ = &mut shutdown => {
-                                tracing::info!("shutting down: no more polls; waiting up to {:?} for {} submission(s) under way", self.options.shutdown_grace, tasks.len());
+                                self.announce_shutdown(tasks.len());
                                 break 'polling;
                             }
                         };
@@ -132,7 +155,7 @@ impl Agent {
                 Err(e) => tracing::warn!("polling the pool failed: {e}"),
             }
             while let Some(done) = tasks.try_join_next() {
-                outcomes.extend(done.ok());
+                summary.count(done.ok());
             }
             polls += 1;
             if self.options.max_polls.is_some_and(|max| polls >= max) {
@@ -140,7 +163,7 @@ impl Agent {
             }
             tokio::select! {
                 _ = &mut shutdown => {
-                    tracing::info!("shutting down: no more polls; waiting up to {:?} for {} submission(s) under way", self.options.shutdown_grace, tasks.len());
+                    self.announce_shutdown(tasks.len());
                     break;
                 }
                 _ = tokio::time::sleep(self.options.poll_interval) => {}
@@ -148,7 +171,7 @@ impl Agent {
         }
         let drain = async {
             while let Some(done) = tasks.join_next().await {
-                outcomes.extend(done.ok());
+                summary.count(done.ok());
             }
         };
         if tokio::time::timeout(self.options.shutdown_grace, drain)
@@ -159,7 +182,14 @@ impl Agent {
                 "grace period over; submissions still under way were abandoned (their runs stay PENDING and Prefect will see them as late)"
             );
         }
-        outcomes
+        summary
+    }
+
+    fn announce_shutdown(&self, under_way: usize) {
+        tracing::info!(
+            "shutting down: no more polls; waiting up to {:?} for {under_way} submission(s) under way",
+            self.options.shutdown_grace
+        );
     }
 
     async fn heartbeat(&self) {

@@ -4,7 +4,7 @@
 use crate::assemble;
 use crate::cli::StartArgs;
 use crate::cluster::Submitter;
-use crate::lifecycle::{Agent, LoopOptions, Outcome};
+use crate::lifecycle::{Agent, LoopOptions};
 use crate::prefect::PrefectClient;
 use crate::stock::stock_template;
 use anyhow::{Context, bail};
@@ -126,16 +126,15 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         pool,
         options,
     ));
-    let outcomes = agent.run(shutdown_signal()).await;
-    let count = |wanted: fn(&Outcome) -> bool| outcomes.iter().filter(|o| wanted(o)).count();
+    let summary = agent.run(shutdown_signal()).await;
     tracing::info!(
         "stopped: {} submitted, {} adopted, {} rejected, {} crashed, {} claimed elsewhere, {} dry runs",
-        count(|o| matches!(o, Outcome::Submitted(_))),
-        count(|o| matches!(o, Outcome::Adopted(_))),
-        count(|o| matches!(o, Outcome::Rejected)),
-        count(|o| matches!(o, Outcome::Crashed)),
-        count(|o| matches!(o, Outcome::ClaimedElsewhere)),
-        count(|o| matches!(o, Outcome::DryRun)),
+        summary.submitted,
+        summary.adopted,
+        summary.rejected,
+        summary.crashed,
+        summary.claimed_elsewhere,
+        summary.dry_runs,
     );
     Ok(())
 }

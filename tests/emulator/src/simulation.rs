@@ -5,7 +5,7 @@
 //! references, foreground deletion), and the Events each of them writes.
 
 use crate::config::{Behaviour, Node, PodRule};
-use crate::state::{Shared, delete_object, events, jobs, now, owned_by, pods};
+use crate::state::{Shared, delete_object, events, jobs, now as timestamp, owned_by, pods};
 use crate::store::Store;
 use crate::validate::parse_quantity;
 use serde_json::{Value, json};
@@ -21,6 +21,8 @@ pub struct Simulation {
     events: HashMap<(String, String, String), String>,
     /// Job uid → when its next pod may be created (back-off after failures).
     job_backoff: HashMap<String, Instant>,
+    /// Job uid → when its first pod was created (for activeDeadlineSeconds).
+    job_started: HashMap<String, Instant>,
 }
 
 struct PodPlan {
@@ -122,8 +124,8 @@ fn forget_the_gone(store: &Store, sim: &mut Simulation) {
     if sim.job_backoff.len() > 2 * job_count {
         let live: std::collections::HashSet<String> =
             store.list(jobs(), None).map(|(_, j)| uid(j)).collect();
-        sim.job_backoff
-            .retain(|key, _| live.contains(key.strip_prefix("start:").unwrap_or(key)));
+        sim.job_backoff.retain(|key, _| live.contains(key));
+        sim.job_started.retain(|key, _| live.contains(key));
     }
 }
 
@@ -206,12 +208,12 @@ fn emit(
     {
         let mut event = existing;
         event["count"] = json!(event["count"].as_i64().unwrap_or(1) + 1);
-        event["lastTimestamp"] = json!(now());
+        event["lastTimestamp"] = json!(timestamp());
         store.put(events(), event);
         return;
     }
     let event_name = format!("{}.{:016x}", name(involved), fastrand::u64(..));
-    let timestamp = now();
+    let timestamp = timestamp();
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": event_name, "namespace": ns, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": timestamp},
@@ -327,7 +329,7 @@ fn control_job(
         status = json!({});
     }
     if finished(&job) {
-        expire_after_ttl(store, &job, now);
+        expire_after_ttl(store, &job);
         return;
     }
     let spec = &job["spec"];
@@ -343,7 +345,7 @@ fn control_job(
     status["uncountedTerminatedPods"] = json!({});
 
     let deadline = spec["activeDeadlineSeconds"].as_f64();
-    let started_at = sim_start(sim, &job_uid, now);
+    let started_at = sim.job_started.get(&job_uid).copied().unwrap_or(now);
     let failure = if failed > backoff_limit {
         Some((
             "BackoffLimitExceeded",
@@ -380,7 +382,7 @@ fn control_job(
             "CompletionsReached",
             "Reached expected number of succeeded pods",
         );
-        status["completionTime"] = json!(now_string());
+        status["completionTime"] = json!(timestamp());
         emit(
             store,
             sim,
@@ -403,8 +405,8 @@ fn control_job(
     {
         let pod = create_pod(store, &job);
         if status.get("startTime").is_none() {
-            status["startTime"] = json!(now_string());
-            sim.job_backoff.insert(format!("start:{job_uid}"), now);
+            status["startTime"] = json!(timestamp());
+            sim.job_started.insert(job_uid.clone(), now);
         }
         status["active"] = json!(active.len() + 1);
         emit(
@@ -431,18 +433,6 @@ fn control_job(
     }
 }
 
-fn now_string() -> String {
-    now()
-}
-
-/// When the simulation first started pods for this Job (for activeDeadlineSeconds).
-fn sim_start(sim: &Simulation, job_uid: &str, now: Instant) -> Instant {
-    sim.job_backoff
-        .get(&format!("start:{job_uid}"))
-        .copied()
-        .unwrap_or(now)
-}
-
 fn finished(job: &Value) -> bool {
     job.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -463,7 +453,7 @@ fn set_condition(status: &mut Value, kind: &str, reason: &str, message: &str) {
     if list.iter().any(|c| c["type"] == kind) {
         return;
     }
-    let timestamp = now();
+    let timestamp = timestamp();
     list.push(
         json!({"type": kind, "status": "True", "reason": reason, "message": message,
                      "lastProbeTime": timestamp, "lastTransitionTime": timestamp}),
@@ -471,7 +461,7 @@ fn set_condition(status: &mut Value, kind: &str, reason: &str, message: &str) {
 }
 
 /// `ttlSecondsAfterFinished`: a finished Job is deleted (with its pods) that long after.
-fn expire_after_ttl(store: &mut Store, job: &Value, _now: Instant) {
+fn expire_after_ttl(store: &mut Store, job: &Value) {
     let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_i64() else {
         return;
     };
@@ -505,7 +495,7 @@ fn create_pod(store: &mut Store, job: &Value) -> Value {
     metadata["generateName"] = json!(format!("{}-", name(job)));
     metadata["namespace"] = json!(namespace(job));
     metadata["uid"] = json!(uuid::Uuid::new_v4().to_string());
-    metadata["creationTimestamp"] = json!(now());
+    metadata["creationTimestamp"] = json!(timestamp());
     metadata["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": name(job), "uid": uid(job),
                                           "controller": true, "blockOwnerDeletion": true}]);
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"].clone(),
@@ -668,7 +658,7 @@ fn schedule(
         _ => unschedulable_because(&pod, node),
     };
     if let Some(message) = problem {
-        let condition = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now_string()}]);
+        let condition = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": timestamp()}]);
         if pod
             .pointer("/status/conditions")
             .map(|c| c[0]["message"] != message)
@@ -691,7 +681,7 @@ fn schedule(
         return;
     }
     pod["spec"]["nodeName"] = json!(node.name);
-    pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_string()}]);
+    pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": timestamp()}]);
     let updated = store.put(pods(), pod);
     emit(
         store,
@@ -999,10 +989,10 @@ fn with_running(pod: &Value, restarts: u32) -> Value {
     pod["status"]["startTime"] = pod["status"]
         .get("startTime")
         .cloned()
-        .unwrap_or_else(|| json!(now_string()));
+        .unwrap_or_else(|| json!(timestamp()));
     pod["status"]["containerStatuses"] = json!([container_status(
         &pod,
-        json!({"running": {"startedAt": now_string()}}),
+        json!({"running": {"startedAt": timestamp()}}),
         restarts,
         last
     )]);
@@ -1016,7 +1006,7 @@ fn with_terminated(pod: &Value, phase: &str, exit_code: i32, reason: &str) -> Va
         .and_then(Value::as_u64)
         .unwrap_or(0) as u32;
     pod["status"]["phase"] = json!(phase);
-    let state = json!({"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": now_string(), "finishedAt": now_string()}});
+    let state = json!({"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": timestamp(), "finishedAt": timestamp()}});
     pod["status"]["containerStatuses"] = json!([container_status(&pod, state, restarts, None)]);
     pod
 }
@@ -1062,7 +1052,7 @@ fn finish_run(
         Behaviour::CrashLoop { .. } if restart_on_failure => {
             let restarts = sim.pods[pod_uid].restarts + 1;
             sim.pods.get_mut(pod_uid).expect("planned").restarts = restarts;
-            let last = json!({"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": now_string()}});
+            let last = json!({"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": timestamp()}});
             let mut waiting = pod.clone();
             let message = format!(
                 "back-off {}s restarting failed container={} pod={}",
