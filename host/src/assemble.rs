@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 use std::path::Path;
 
 /// Loads the stock plugin and then `args.plugins`, checking every `--plugin-config` and
-/// `--plugin-limit` names a loaded plugin.
-pub fn plugin_chain(args: &PluginArgs) -> anyhow::Result<(Runtime, Chain)> {
+/// `--plugin-limit` names a loaded plugin. The stock plugin also gets the settings `agent`'s
+/// flags make for it.
+pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Runtime, Chain)> {
     let stock = PluginSpec::builtin(STOCK_PLUGIN_NAME);
     let specs: Vec<&PluginSpec> = std::iter::once(&stock).chain(&args.plugins).collect();
     let mut names: Vec<&str> = Vec::new();
@@ -69,15 +70,54 @@ pub fn plugin_chain(args: &PluginArgs) -> anyhow::Result<(Runtime, Chain)> {
             cached = plugin.from_cache,
             "plugin loaded"
         );
-        let config = args
-            .plugin_config
-            .iter()
-            .filter(|s| s.plugin == plugin.name)
-            .map(|s| (s.key.clone(), s.value.clone()))
-            .collect();
+        let mut config: Vec<(String, String)> = if index == 0 {
+            stock_config(agent)
+        } else {
+            Vec::new()
+        };
+        config.extend(
+            args.plugin_config
+                .iter()
+                .filter(|s| s.plugin == plugin.name)
+                .map(|s| (s.key.clone(), s.value.clone())),
+        );
         links.push(Link { plugin, config });
     }
     Ok((runtime, Chain::new(links)))
+}
+
+/// Settings of the stock plugin that come from agent flags (`--volume`, `--volume-mount`).
+fn stock_config(agent: &AgentArgs) -> Vec<(String, String)> {
+    let joined = |lists: &[crate::cli::NamedList]| {
+        let items: Vec<&Value> = lists.iter().flat_map(|l| &l.0).collect();
+        serde_json::to_string(&items).expect("JSON values serialize")
+    };
+    let mut config = Vec::new();
+    if !agent.volumes.is_empty() {
+        config.push(("volumes".into(), joined(&agent.volumes)));
+    }
+    if !agent.volume_mounts.is_empty() {
+        config.push(("volume-mounts".into(), joined(&agent.volume_mounts)));
+    }
+    if let Some((name, key)) = &agent.api_auth_string_secret {
+        config.push(("api-auth-string-secret".into(), format!("{name}/{key}")));
+    }
+    config
+}
+
+/// Downloads the plugins given as URLs (pinned by sha256) into the plugin cache, and points
+/// their specs at the downloaded files.
+pub async fn fetch_remote_plugins(args: &mut PluginArgs) -> anyhow::Result<()> {
+    if !args.plugins.iter().any(crate::plugins::is_remote) {
+        return Ok(());
+    }
+    let dir = args
+        .plugin_cache
+        .clone()
+        .or_else(crate::plugins::default_cache_dir)
+        .unwrap_or_else(|| std::env::temp_dir().join("prefect-agent-plugins"))
+        .join("downloads");
+    crate::plugins::fetch_remote(&mut args.plugins, &dir).await
 }
 
 /// What plugins are told about the agent.
@@ -149,12 +189,16 @@ pub fn base_job_template(
 pub fn read_document(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let is_json =
-        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    parse_document(&text, &path.display().to_string())
+}
+
+/// JSON (a name ending in .json, or text starting with `{`) or YAML; `name` says where it came
+/// from in errors.
+pub fn parse_document(text: &str, name: &str) -> anyhow::Result<Value> {
+    let is_json = name.ends_with(".json") || text.trim_start().starts_with('{');
     if is_json {
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+        serde_json::from_str(text).with_context(|| format!("{name} is not valid JSON"))
     } else {
-        serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{} is not valid YAML", path.display()))
+        serde_yaml_ng::from_str(text).with_context(|| format!("{name} is not valid YAML"))
     }
 }

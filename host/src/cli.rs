@@ -2,7 +2,7 @@
 //! the commands themselves live in their own modules.
 
 use crate::plugins::{Limits, PluginSpec};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start-up: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the Job the agent would create for a flow run, with no server and no cluster.
@@ -46,6 +48,66 @@ pub enum Command {
     /// infrastructure and logs to the run. SIGTERM/SIGINT: stop polling, finish what is under
     /// way within --shutdown-grace, exit 0.
     Start(StartArgs),
+    /// Print the manifests that run the agent in a cluster, for `kubectl apply -f -`.
+    ///
+    /// A Deployment (probes on /healthz and /readyz, settings as env, plugins from a ConfigMap,
+    /// a volume or a pinned URL) and, with --rbac, its ServiceAccount with least privilege in
+    /// the namespaces its Jobs go to. The Prefect API key is read from a Secret (--key-secret).
+    Install(InstallArgs),
+    /// Tools for plugin authors: check a component, test it against cases.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check that a file is a plugin of this agent's contract: its world and version, imports,
+    /// exports, size, compile time. Exit 1 with the reason when it is not.
+    Check(PluginCheckArgs),
+    /// Run a plugin over test cases (a Job in, the Job or the rejection expected out) and show
+    /// what differs. Each case is a JSON or YAML file: `job`, `expect: {job: …}` or
+    /// `expect: {rejected: "part of the reason"}`, and optionally `description`, `config`
+    /// (the plugin's settings) and `run` (the flow run, as `agent render --flow-run` reads it).
+    Test(PluginTestArgs),
+    /// Create a plugin project that builds and passes `agent plugin test` as it is.
+    New(PluginNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name (lowercase letters, digits, '-').
+    pub name: String,
+    /// The language of the project.
+    #[arg(long, value_enum, default_value_t = PluginLang::Rust)]
+    pub lang: PluginLang,
+    /// Where to create it [default: ./NAME]
+    #[arg(long, value_hint = ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PluginLang {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginCheckArgs {
+    /// The component (.wasm).
+    #[arg(value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginTestArgs {
+    /// The component (.wasm).
+    #[arg(value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// The directory of case files.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub cases: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -71,9 +133,10 @@ pub struct StartArgs {
     /// Create the pool (with prefect-kubernetes' stock base job template) when it is missing.
     #[arg(long)]
     pub create_pool: bool,
-    /// A base job template or Job manifest replacing the pool's (JSON or YAML).
-    #[arg(long, value_name = "FILE")]
-    pub job_template: Option<PathBuf>,
+    /// A base job template or Job manifest replacing the pool's (JSON or YAML): a file, an
+    /// https:// URL, or s3://, gs://, az:// (credentials from the environment).
+    #[arg(long, value_name = "FILE|URL", value_hint = ValueHint::FilePath)]
+    pub job_template: Option<String>,
     /// Time between polls.
     #[arg(long, env = "AGENT_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
@@ -89,6 +152,10 @@ pub struct StartArgs {
     /// Poll once, submit what was found, exit (same as --max-polls 1).
     #[arg(long)]
     pub run_once: bool,
+    /// Write the agent's own API key (and auth string) into the --api-key-secret Secret in
+    /// every namespace served, creating it (labelled as the agent's) or updating it.
+    #[arg(long, env = "AGENT_MANAGE_API_KEY_SECRET", requires = "api_key_secret")]
+    pub manage_api_key_secret: bool,
     /// Do everything but create Jobs: print each Job and give its run back to the pool.
     #[arg(long)]
     pub dry_run: bool,
@@ -96,19 +163,143 @@ pub struct StartArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     #[command(flatten)]
+    pub watch: WatchArgs,
+    #[command(flatten)]
     pub agent: AgentArgs,
     #[command(flatten)]
     pub plugins: PluginArgs,
 }
 
 #[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The agent's image (build one from this repository's binary; none is published).
+    #[arg(long)]
+    pub image: String,
+    /// The work pool the agent serves.
+    #[arg(long, env = "PREFECT_WORK_POOL_NAME")]
+    pub pool: String,
+    /// The Prefect API URL, for the agent and its flow runs.
+    #[arg(long, env = "PREFECT_API_URL")]
+    pub api_url: String,
+    /// Work queues to serve (repeatable; all when none).
+    #[arg(long = "queue", short = 'q', visible_alias = "label")]
+    pub queues: Vec<String>,
+    /// The namespace the agent runs in.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// A namespace Jobs go to (repeatable; the first is the default) [default: --namespace]
+    #[arg(long = "job-namespace", value_name = "NAMESPACE")]
+    pub job_namespaces: Vec<String>,
+    /// The agent's name: its Deployment, labels, and the worker name in Prefect.
+    #[arg(long, default_value = "prefect-agent")]
+    pub name: String,
+    /// The Secret (NAME/KEY) holding the Prefect API key; flow run pods read it from a Secret
+    /// of the same name in their namespace.
+    #[arg(long, value_name = "NAME/KEY", value_parser = parse_secret_ref_default_key)]
+    pub key_secret: Option<(String, String)>,
+    /// The Prefect API key itself: refused (it would be printed in plain text) unless
+    /// --insecure-inline-key.
+    #[arg(long, short = 'k', env = "PREFECT_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print --key into a Secret of the manifests.
+    #[arg(long)]
+    pub insecure_inline_key: bool,
+    /// The agent copies its key into the --key-secret Secret of every job namespace
+    /// (`agent start --manage-api-key-secret`); --rbac then grants creating it and reading and
+    /// updating that one Secret.
+    #[arg(long)]
+    pub manage_key_secret: bool,
+    /// Also print the ServiceAccount, Role (or ClusterRole, for several job namespaces) and
+    /// RoleBindings the agent needs.
+    #[arg(long)]
+    pub rbac: bool,
+    /// The service account the agent runs as [default: --name]
+    #[arg(long)]
+    pub service_account_name: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    #[arg(long, default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+    /// Image pull secrets for the agent's pod (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub image_pull_secrets: Vec<String>,
+    #[arg(long, default_value = "100m")]
+    pub cpu_request: String,
+    #[arg(long, default_value = "128Mi")]
+    pub memory_request: String,
+    #[arg(long)]
+    pub cpu_limit: Option<String>,
+    #[arg(long, default_value = "512Mi")]
+    pub memory_limit: Option<String>,
+    /// A plugin (repeatable, in order): a local FILE (shipped in a ConfigMap; 1 MiB in all),
+    /// configmap:NAME/KEY, volume:CLAIM/PATH (a PersistentVolumeClaim), or an https:// URL
+    /// (fetched at start; needs #sha256=HEX). Each may start with NAME= and end with
+    /// #sha256=HEX.
+    #[arg(long = "plugin", short = 'p', value_name = "PLUGIN")]
+    pub plugins: Vec<String>,
+    /// A plugin setting passed to the agent: NAME.KEY=VALUE (repeatable).
+    #[arg(long = "plugin-config", short = 'c', value_name = "NAME.KEY=VALUE")]
+    pub plugin_config: Vec<String>,
+    /// An agent.toml to mount (from a ConfigMap) as the agent's --config.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+    /// The port of /healthz, /readyz and /metrics.
+    #[arg(long, default_value_t = 8080)]
+    pub health_port: u16,
+}
+
+fn parse_secret_ref_default_key(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        None if !text.is_empty() => Ok((text.to_string(), "key".to_string())),
+        _ => parse_secret_ref(text),
+    }
+}
+
+/// After submission: watching, reporting, cancelling, cleaning up; health and metrics.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Lifecycle, health and metrics")]
+pub struct WatchArgs {
+    /// A pod that cannot pull its image or find a Secret/ConfigMap this long after its
+    /// creation crashes its run, and its Job is deleted.
+    #[arg(long, env = "AGENT_POD_START_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub pod_start_timeout: Duration,
+    /// A pod no node can take is waited for (an autoscaler may add one) this long, then its
+    /// run crashes and its Job is deleted.
+    #[arg(long, env = "AGENT_SCHEDULE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub schedule_timeout: Duration,
+    /// Delete Jobs that succeeded this long after they finished, once their run is final
+    /// [default: keep them]
+    #[arg(long, env = "AGENT_DELETE_SUCCEEDED_AFTER", value_parser = humantime::parse_duration)]
+    pub delete_succeeded_after: Option<Duration>,
+    /// Delete Jobs that failed this long after they finished, once their run is final
+    /// [default: keep them]
+    #[arg(long, env = "AGENT_DELETE_FAILED_AFTER", value_parser = humantime::parse_duration)]
+    pub delete_failed_after: Option<Duration>,
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on HOST:PORT.
+    #[arg(long, env = "AGENT_ADDRESS", value_name = "HOST:PORT")]
+    pub agent_address: Option<std::net::SocketAddr>,
+    /// /healthz fails after this many poll intervals without a successful poll (Prefect's
+    /// worker uses 30).
+    #[arg(
+        long,
+        env = "AGENT_UNHEALTHY_AFTER",
+        default_value_t = 30,
+        value_name = "POLLS"
+    )]
+    pub unhealthy_after: u32,
+    /// A file rewritten after every successful poll, for exec liveness probes.
+    #[arg(long, env = "AGENT_HEARTBEAT_FILE", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub heartbeat_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct RenderArgs {
     /// The flow run to render (JSON or YAML); see examples/flow-runs/.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub flow_run: PathBuf,
     /// A base job template (with `job_configuration`) or a plain Job manifest that replaces
     /// the pool's (JSON or YAML).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub template: Option<PathBuf>,
     /// Output format of the Job.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
@@ -135,19 +326,39 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Agent defaults for every Job")]
 pub struct AgentArgs {
+    /// Read settings from a TOML file whose keys are these flags' long names, with plugins as
+    /// [[plugin]] tables (name, path, sha256, config, limits). Flags and environment
+    /// variables win over the file; relative paths are relative to it.
+    #[arg(long, env = "AGENT_CONFIG", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
     /// The agent's name (Prefect calls it the worker name); labels every Job.
     #[arg(long, env = "AGENT_NAME", default_value = "agent")]
     pub name: String,
-    /// Create Jobs only in this namespace (a deployment asking for another one fails).
-    /// Unset: the namespace the job variables give (pool default `default`).
+    /// Create Jobs in this namespace: the default for runs, and (with --job-namespace) the
+    /// only one allowed; a deployment asking for another one fails. Unset: the namespace the
+    /// job variables give (pool default `default`).
     #[arg(long, short = 'n', env = "AGENT_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Another namespace Jobs may go to, by their `namespace` job variable (repeatable);
+    /// a run asking for one outside --namespace and these fails. Unset (and no --namespace):
+    /// any namespace.
+    #[arg(
+        long = "job-namespace",
+        env = "AGENT_JOB_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    pub job_namespaces: Vec<String>,
     /// The Prefect API URL flow run pods use (PREFECT_API_URL in their env).
     #[arg(long, env = "PREFECT_API_URL")]
     pub api_url: Option<String>,
     /// Secret (NAME/KEY) flow run pods read PREFECT_API_KEY from.
     #[arg(long, value_name = "NAME/KEY", env = "AGENT_API_KEY_SECRET", value_parser = parse_secret_ref)]
     pub api_key_secret: Option<(String, String)>,
+    /// Secret (NAME/KEY) flow run pods read PREFECT_API_AUTH_STRING from (servers behind
+    /// basic auth).
+    #[arg(long, value_name = "NAME/KEY", env = "AGENT_API_AUTH_STRING_SECRET", value_parser = parse_secret_ref)]
+    pub api_auth_string_secret: Option<(String, String)>,
     /// Service account for flow run pods, unless the job variables name one.
     #[arg(long, env = "AGENT_SERVICE_ACCOUNT_NAME")]
     pub service_account_name: Option<String>,
@@ -160,6 +371,14 @@ pub struct AgentArgs {
     /// Label for every Job and its pods (KEY=VALUE, repeatable).
     #[arg(long = "job-label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub job_labels: Vec<(String, String)>,
+    /// Volumes for every flow run pod: a Kubernetes volume or list of them, as JSON or a
+    /// JSON/YAML file (repeatable). The stock plugin adds them.
+    #[arg(long = "volume", value_name = "JSON|FILE", value_hint = ValueHint::FilePath, value_parser = parse_volumes)]
+    pub volumes: Vec<NamedList>,
+    /// Volume mounts for every flow run container: a volumeMount or list of them, as JSON or
+    /// a JSON/YAML file (repeatable).
+    #[arg(long = "volume-mount", value_name = "JSON|FILE", value_hint = ValueHint::FilePath, value_parser = parse_volume_mounts)]
+    pub volume_mounts: Vec<NamedList>,
     /// Flow runs do not send their logs to the Prefect API (PREFECT_LOGGING_TO_API_ENABLED=false).
     #[arg(long, env = "AGENT_NO_CLOUD_LOGS")]
     pub no_cloud_logs: bool,
@@ -170,6 +389,19 @@ pub struct AgentArgs {
         default_value = "prefecthq/prefect:3-latest"
     )]
     pub default_image: String,
+}
+
+impl AgentArgs {
+    /// The namespaces Jobs may go to, the default first; empty: any.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut namespaces: Vec<String> = self.namespace.iter().cloned().collect();
+        for namespace in &self.job_namespaces {
+            if !namespaces.contains(namespace) {
+                namespaces.push(namespace.clone());
+            }
+        }
+        namespaces
+    }
 }
 
 /// Which plugins run, with what settings and limits.
@@ -196,7 +428,7 @@ pub struct PluginArgs {
     #[arg(long = "plugin-limit", value_name = "NAME.LIMIT=VALUE", value_parser = parse_plugin_setting)]
     pub plugin_limits: Vec<PluginSetting>,
     /// Where compiled plugins are kept between runs [default: the user's cache dir]
-    #[arg(long, env = "AGENT_PLUGIN_CACHE", value_name = "DIR")]
+    #[arg(long, env = "AGENT_PLUGIN_CACHE", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub plugin_cache: Option<PathBuf>,
     /// Compile plugins on every start instead of keeping them.
     #[arg(long)]
@@ -245,6 +477,47 @@ impl PluginArgs {
         }
         Ok(limits)
     }
+}
+
+/// Kubernetes objects that each have a `name` (volumes, volume mounts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedList(pub Vec<serde_json::Value>);
+
+fn parse_volumes(text: &str) -> Result<NamedList, String> {
+    parse_named_list(text, &[])
+}
+
+fn parse_volume_mounts(text: &str) -> Result<NamedList, String> {
+    parse_named_list(text, &["mountPath"])
+}
+
+/// Inline JSON (an object or a list of them) or a JSON/YAML file holding the same; every item
+/// needs a string `name` and the `required` string fields.
+fn parse_named_list(text: &str, required: &[&str]) -> Result<NamedList, String> {
+    let trimmed = text.trim_start();
+    let value = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
+    } else {
+        crate::assemble::read_document(std::path::Path::new(text))
+            .map_err(|e| format!("{e:#} (expected inline JSON or a JSON/YAML file)"))?
+    };
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        object @ serde_json::Value::Object(_) => vec![object],
+        other => {
+            return Err(format!(
+                "expected an object or a list of objects, got {other}"
+            ));
+        }
+    };
+    for (index, item) in items.iter().enumerate() {
+        for field in std::iter::once(&"name").chain(required) {
+            if !item.get(field).is_some_and(serde_json::Value::is_string) {
+                return Err(format!("item {index} has no string field `{field}`"));
+            }
+        }
+    }
+    Ok(NamedList(items))
 }
 
 fn parse_count(text: &str, flag: &str) -> Result<usize, String> {
@@ -342,6 +615,24 @@ mod tests {
         assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
         assert_eq!(parse_bytes("100MB"), Ok(100_000_000));
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn volumes_are_inline_json_or_a_file_and_need_names() {
+        let one = parse_volumes(r#"{"name": "data", "emptyDir": {}}"#).unwrap();
+        assert_eq!(one.0.len(), 1);
+        let file = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+        std::fs::write(
+            file.path(),
+            "- name: data\n  mountPath: /data\n- name: cache\n  mountPath: /cache\n",
+        )
+        .unwrap();
+        let mounts = parse_volume_mounts(file.path().to_str().unwrap()).unwrap();
+        assert_eq!(mounts.0[1]["mountPath"], "/cache");
+        let missing = parse_volume_mounts(r#"[{"name": "data"}]"#).unwrap_err();
+        assert!(missing.contains("mountPath"), "{missing}");
+        let absent = parse_volumes("no-such-file.yaml").unwrap_err();
+        assert!(absent.contains("no-such-file.yaml"), "{absent}");
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! Job through the plugin chain, create it, record it, tell the user. Reads top to bottom like
 //! the picture in DESIGN.md: `poll` → `claim` → `build_job` → `submit` → `report`.
 //!
-//! Not here yet: watching Jobs and pods after creation, cancellation, clean-up (the lifecycle
-//! issue).
+//! What happens to the Job after creation (diagnosis, crashes, cancellation, clean-up) is the
+//! `watch` module's.
 
 use crate::cluster::{SubmitError, Submitted, Submitter};
+use crate::health::Health;
 use crate::job::{self, InvalidJob, Tracking};
+use crate::metrics;
 use crate::plugins::{AgentSettings, CallError, Chain};
 use crate::prefect::models::{Deployment, Flow, FlowRun, RunContext, WorkPool};
-use crate::prefect::{PrefectClient, PrefectError, ProposalStatus};
+use crate::prefect::{PrefectClient, PrefectError, ProposalStatus, placeholders};
 use crate::request::build_request;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -36,8 +38,8 @@ pub struct LoopOptions {
     pub max_polls: Option<u64>,
     pub dry_run: bool,
     pub shutdown_grace: Duration,
-    /// The namespace the operator pinned (`--namespace`), if any.
-    pub namespace: Option<String>,
+    /// The namespaces Jobs may go to (`--namespace`, `--job-namespace`); empty: any.
+    pub namespaces: Vec<String>,
 }
 
 /// What the agent needs for every run, built once at start.
@@ -50,6 +52,7 @@ pub struct Agent {
     pub template: Value,
     pub pool: WorkPool,
     pub options: LoopOptions,
+    pub health: Arc<Health>,
     in_flight: Mutex<HashSet<String>>,
     flows: Mutex<HashMap<String, Flow>>,
 }
@@ -102,8 +105,10 @@ impl Agent {
         template: Value,
         pool: WorkPool,
         options: LoopOptions,
+        health: Arc<Health>,
     ) -> Self {
         Agent {
+            health,
             prefect,
             submitter,
             chain: Arc::new(chain),
@@ -129,6 +134,8 @@ impl Agent {
             self.heartbeat().await;
             match self.poll().await {
                 Ok(runs) => {
+                    self.health.polled();
+                    metrics::global().polls.inc();
                     for run in runs {
                         if self.in_flight.lock().unwrap().contains(&run.id) {
                             continue;
@@ -186,6 +193,7 @@ impl Agent {
     }
 
     fn announce_shutdown(&self, under_way: usize) {
+        self.health.stopping();
         tracing::info!(
             "shutting down: no more polls; waiting up to {:?} for {under_way} submission(s) under way",
             self.options.shutdown_grace
@@ -227,21 +235,27 @@ impl Agent {
     async fn handle(&self, mut run: FlowRun) -> Outcome {
         let id = run.id.clone();
         match self.claim(&run).await {
-            Ok(Some(claim_id)) => run.state_id = Some(claim_id),
+            Ok(Some(claim_id)) => {
+                metrics::global().claimed.inc();
+                run.state_id = Some(claim_id)
+            }
             Ok(None) => return Outcome::ClaimedElsewhere,
             Err(e) => {
                 tracing::warn!(flow_run = %id, "could not claim: {e}");
                 return Outcome::ClaimedElsewhere;
             }
         }
+        let claimed_at = std::time::Instant::now();
         let job = match self.build_job(run).await {
             Ok(job) => job,
             Err(Failure::Rejected(message)) => {
+                metrics::global().rejected.inc();
                 return self
                     .report_failure(&id, "FAILED", &message, Outcome::Rejected)
                     .await;
             }
-            Err(Failure::Crashed(message)) => {
+            Err(Failure::Crashed(reason, message)) => {
+                metrics::global().crash(reason);
                 return self
                     .report_failure(&id, "CRASHED", &message, Outcome::Crashed)
                     .await;
@@ -251,8 +265,15 @@ impl Agent {
             return self.dry_run(&id, &job).await;
         }
         match self.submit(&job).await {
-            Ok(submitted) => self.report_submitted(&id, &submitted).await,
+            Ok(submitted) => {
+                metrics::global().submitted.inc();
+                metrics::global()
+                    .claim_to_job
+                    .observe(claimed_at.elapsed().as_secs_f64());
+                self.report_submitted(&id, &submitted).await
+            }
             Err(e) => {
+                metrics::global().crash("kubernetes");
                 self.report_failure(
                     &id,
                     "CRASHED",
@@ -302,34 +323,54 @@ impl Agent {
     }
 
     async fn build_job(&self, run: FlowRun) -> Result<Value, Failure> {
-        let context = self.context(run).await.map_err(|e| {
-            Failure::Crashed(format!("Reading the run's deployment or flow failed: {e}"))
+        let mut context = self.context(run).await.map_err(|e| {
+            Failure::Crashed(
+                "prefect",
+                format!("Reading the run's deployment or flow failed: {e}"),
+            )
         })?;
+        let mut template = self.template.clone();
+        placeholders::resolve_run(&self.prefect, &mut context, &mut template)
+            .await
+            .map_err(|e| {
+                Failure::Crashed(
+                    "configuration",
+                    format!("Resolving the job configuration failed: {e}"),
+                )
+            })?;
         let request = build_request(
             &context,
             self.settings.clone(),
             &self.agent_variables,
-            &self.template,
+            &template,
         );
         let tracking = Tracking {
             flow_run_id: context.flow_run.id.clone(),
             claim: request.job_name_suffix.clone(),
             agent: self.settings.name.clone(),
-            namespace: self.options.namespace.clone(),
+            namespaces: self.options.namespaces.clone(),
         };
         // Plugins are CPU work: keep them off the async runtime's threads.
         let chain = self.chain.clone();
         let outcome = tokio::task::spawn_blocking(move || chain.run(&request))
             .await
-            .map_err(|e| Failure::Crashed(format!("the plugin chain panicked: {e}")))?;
+            .map_err(|e| Failure::Crashed("plugin", format!("the plugin chain panicked: {e}")))?;
         let outcome = outcome.map_err(|e| match e {
             CallError::Rejected { plugin, reason } => {
                 Failure::Rejected(format!("Rejected by plugin {plugin}: {reason}"))
             }
-            fault => Failure::Crashed(format!("Building the Job failed: {fault}")),
+            fault => Failure::Crashed("plugin", format!("Building the Job failed: {fault}")),
         })?;
-        job::finalize(&outcome, &tracking)
-            .map_err(|e: InvalidJob| Failure::Crashed(format!("Building the Job failed: {e}")))
+        for step in &outcome.steps {
+            metrics::global().plugin_call(&step.plugin, step.duration);
+        }
+        job::finalize(&outcome, &tracking).map_err(|e: InvalidJob| {
+            if e.is_namespace_refused() {
+                Failure::Rejected(format!("The Job was refused: {e}"))
+            } else {
+                Failure::Crashed("invalid-job", format!("Building the Job failed: {e}"))
+            }
+        })
     }
 
     async fn context(&self, run: FlowRun) -> Result<RunContext, PrefectError> {
@@ -445,6 +486,6 @@ fn claim_token() -> String {
 enum Failure {
     /// A plugin's policy said no: FAILED, not retried.
     Rejected(String),
-    /// Anything else: CRASHED.
-    Crashed(String),
+    /// Anything else: CRASHED, with the reason the metrics count it under.
+    Crashed(&'static str, String),
 }

@@ -49,7 +49,14 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
             )
         })?;
 
-    let (_runtime, chain) = assemble::plugin_chain(&args.plugins)?;
+    let mut plugin_args = args.plugins.clone();
+    if plugin_args.plugins.iter().any(crate::plugins::is_remote) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(assemble::fetch_remote_plugins(&mut plugin_args))?;
+    }
+    let (_runtime, chain) = assemble::plugin_chain(&plugin_args, &args.agent)?;
     let settings = assemble::agent_settings(&args.agent, args.prefect_version.clone());
     let request = build_request(
         &run,
@@ -61,7 +68,7 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
         flow_run_id: run.flow_run.id.clone(),
         claim: request.job_name_suffix.clone(),
         agent: args.agent.name.clone(),
-        namespace: args.agent.namespace.clone(),
+        namespaces: args.agent.namespaces(),
     };
 
     let outcome = chain

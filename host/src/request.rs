@@ -17,7 +17,7 @@ pub fn build_request(
     agent_variables: &Map<String, Value>,
     template: &Value,
 ) -> Request {
-    let job_variables = merge_job_variables(
+    let mut job_variables = merge_job_variables(
         template,
         [
             Some(agent_variables),
@@ -27,6 +27,7 @@ pub fn build_request(
             run.flow_run.job_variables.as_ref(),
         ],
     );
+    let template = per_deployment_template(&mut job_variables, template);
     Request {
         flow_run: wit_flow_run(run),
         agent,
@@ -35,6 +36,26 @@ pub fn build_request(
         job_name_suffix: job_name_suffix(&run.flow_run.id, run.flow_run.state_id.as_deref()),
         config: Vec::new(),
     }
+}
+
+/// A `job_manifest` job variable holding a Job replaces the template's Job manifest for this
+/// deployment (or run); it is taken out of the variables. Anything else there is left alone.
+fn per_deployment_template(variables: &mut Map<String, Value>, template: &Value) -> Value {
+    let is_job = variables
+        .get("job_manifest")
+        .is_some_and(|m| m.get("kind").and_then(Value::as_str) == Some("Job"));
+    if !is_job {
+        if variables.contains_key("job_manifest") {
+            tracing::warn!(
+                "the `job_manifest` job variable is not a Job manifest (kind: Job); ignored"
+            );
+        }
+        return template.clone();
+    }
+    let manifest = variables.remove("job_manifest").expect("checked above");
+    let mut template = template.clone();
+    template["job_configuration"]["job_manifest"] = manifest;
+    template
 }
 
 fn wit_flow_run(run: &RunContext) -> WitFlowRun {

@@ -3,10 +3,13 @@
 
 use crate::assemble;
 use crate::cli::StartArgs;
-use crate::cluster::Submitter;
+use crate::cluster::{Submitter, secrets};
+use crate::health::{self, Health};
 use crate::lifecycle::{Agent, LoopOptions};
 use crate::prefect::PrefectClient;
 use crate::stock::stock_template;
+use crate::template_source;
+use crate::watch::{WatchOptions, Watcher};
 use anyhow::{Context, bail};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,31 +63,59 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         ),
         Err(e) => return Err(e.into()),
     };
-    let replacement = args
-        .job_template
-        .as_deref()
-        .map(assemble::read_document)
-        .transpose()?;
+    let replacement = match &args.job_template {
+        Some(location) => Some(template_source::read(location).await?),
+        None => None,
+    };
     let template = assemble::base_job_template(Some(&pool.base_job_template), replacement.as_ref())
         .with_context(|| {
             format!(
                 "--job-template {}",
-                args.job_template
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
+                args.job_template.as_deref().unwrap_or_default()
             )
         })?;
-    let (_plugin_runtime, chain) = assemble::plugin_chain(&args.plugins)?;
-    let plugin_names: Vec<String> = chain.plugins().map(|p| p.name.clone()).collect();
-    let submitter = if args.dry_run {
+    let kube_client = if args.dry_run {
         None
     } else {
-        let client = kube::Client::try_default()
+        Some(kube::Client::try_default()
             .await
-            .context("cannot configure the Kubernetes client: set KUBECONFIG, have ~/.kube/config, or run in a pod with a service account")?;
-        Some(Submitter::new(client))
+            .context("cannot configure the Kubernetes client: set KUBECONFIG, have ~/.kube/config, or run in a pod with a service account")?)
     };
+    let mut agent_args = args.agent.clone();
+    if let (Some(client), Some((name, key))) = (&kube_client, &args.agent.api_key_secret)
+        && args.manage_api_key_secret
+    {
+        let namespaces = match args.agent.namespaces() {
+            none if none.is_empty() => vec!["default".to_string()],
+            some => some,
+        };
+        let managed = secrets::ManagedSecret {
+            name,
+            key,
+            agent: &args.agent.name,
+            api_key: args.key.as_deref(),
+            auth_string: args.auth_string.as_deref(),
+        };
+        secrets::ensure(client, &namespaces, &managed).await?;
+        if args.auth_string.is_some() && agent_args.api_auth_string_secret.is_none() {
+            agent_args.api_auth_string_secret =
+                Some((name.clone(), secrets::AUTH_STRING_KEY.to_string()));
+        }
+    }
+    let mut plugin_args = args.plugins.clone();
+    assemble::fetch_remote_plugins(&mut plugin_args).await?;
+    let (_plugin_runtime, chain) = assemble::plugin_chain(&plugin_args, &agent_args)?;
+    let plugin_names: Vec<String> = chain.plugins().map(|p| p.name.clone()).collect();
+    let submitter = kube_client.clone().map(Submitter::new);
+    let health = Arc::new(Health::new(
+        args.poll_interval,
+        args.watch.unhealthy_after,
+        args.watch.heartbeat_file.clone(),
+    ));
+    if let Some(address) = args.watch.agent_address {
+        let bound = health::serve(address, health.clone()).await?;
+        tracing::info!("serving /healthz, /readyz and /metrics on http://{bound}");
+    }
     let settings = assemble::agent_settings(&args.agent, Some(version.clone()));
     let options = LoopOptions {
         queues: args.queues.clone(),
@@ -98,7 +129,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         },
         dry_run: args.dry_run,
         shutdown_grace: args.shutdown_grace,
-        namespace: args.agent.namespace.clone(),
+        namespaces: args.agent.namespaces(),
     };
     tracing::info!(
         "Starting agent {:?} with pool {:?}, queues {}, plugins {}; Prefect {version} at {api}{}",
@@ -123,10 +154,45 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         settings,
         assemble::agent_job_variables(&args.agent),
         template,
-        pool,
+        pool.clone(),
         options,
+        health,
     ));
-    let summary = agent.run(shutdown_signal()).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let watcher = kube_client.map(|client| {
+        let options = WatchOptions {
+            agent: args.agent.name.clone(),
+            pool: pool.name.clone(),
+            namespaces: args.agent.namespaces(),
+            pod_start_timeout: args.watch.pod_start_timeout,
+            schedule_timeout: args.watch.schedule_timeout,
+            delete_succeeded_after: args.watch.delete_succeeded_after,
+            delete_failed_after: args.watch.delete_failed_after,
+            pass_interval: args.poll_interval,
+            cancel_interval: args.poll_interval.min(std::time::Duration::from_secs(2)),
+        };
+        let watcher = Watcher::new(agent.prefect.clone(), client, options);
+        let mut stopped = stopped.clone();
+        tokio::spawn(watcher.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+    let summary = {
+        let mut stopped = stopped.clone();
+        agent
+            .run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    };
+    // With --max-polls the loop ends by itself; the watcher goes with it.
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     tracing::info!(
         "stopped: {} submitted, {} adopted, {} rejected, {} crashed, {} claimed elsewhere, {} dry runs",
         summary.submitted,

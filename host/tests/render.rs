@@ -387,3 +387,201 @@ fn no_cloud_logs_turns_off_log_shipping_in_every_flow_run() {
         "{env:?}"
     );
 }
+
+#[test]
+fn a_config_file_sets_flags_plugins_and_volumes_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("wasm")).unwrap();
+    std::fs::copy(plugin("naming"), dir.path().join("wasm/naming.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("mounts.yaml"),
+        "- name: data\n  mountPath: /data\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("agent.toml"),
+        r#"
+namespace = "flows"
+service-account-name = "from-file"
+image-pull-secrets = ["regcred"]
+env = { TEAM = "data" }
+volume = [{ name = "data", persistentVolumeClaim = { claimName = "shared" } }]
+volume-mount = "mounts.yaml"
+
+[[plugin]]
+path = "wasm/naming.wasm"
+config = { prefix = "nightly" }
+"#,
+    )
+    .unwrap();
+    let job = agent([
+        "render",
+        "-o",
+        "json",
+        "--flow-run",
+        &example(),
+        "--config",
+        &arg(&dir.path().join("agent.toml")),
+        "--service-account-name",
+        "from-flag",
+    ])
+    .json();
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(job["metadata"]["namespace"], "flows");
+    assert!(
+        job["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("nightly-"),
+        "{}",
+        job["metadata"]["name"]
+    );
+    assert_eq!(pod["serviceAccountName"], "from-flag", "the flag wins");
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "data", "mountPath": "/data"}])
+    );
+    assert!(
+        pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "TEAM", "value": "data"}))
+    );
+}
+
+#[test]
+fn a_config_file_with_an_unknown_setting_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.toml");
+    std::fs::write(&file, "namespce = \"flows\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["render", "--flow-run", &example(), "--config", &arg(&file)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown setting `namespce`") && stderr.contains("namespace"),
+        "{stderr}"
+    );
+}
+
+/// Serves `body` over plain HTTP on loopback for every request; counts the requests.
+fn serve_file(body: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (format!("http://{address}"), served)
+}
+
+#[test]
+fn a_plugin_from_a_url_must_be_pinned_is_checked_and_is_fetched_once() {
+    let bytes = std::fs::read(plugin("naming")).unwrap();
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let (base, served) = serve_file(bytes);
+    let cache = tempfile::tempdir().unwrap();
+    let render = |spec: &str| {
+        agent([
+            "render",
+            "-o",
+            "json",
+            "--flow-run",
+            &example(),
+            "--plugin-cache",
+            &arg(cache.path()),
+            "--plugin",
+            spec,
+            "-c",
+            "naming.prefix=remote",
+        ])
+    };
+    let pinned = format!("{base}/plugins/naming.wasm#sha256={sha256}");
+    let job = render(&pinned).json();
+    assert!(
+        job["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("remote-")
+    );
+    render(&pinned).json();
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second start uses the downloaded copy"
+    );
+
+    let unpinned = render(&format!("{base}/plugins/naming.wasm"));
+    assert_eq!(unpinned.status, Some(1));
+    assert!(
+        unpinned.stderr.contains("must be pinned"),
+        "{}",
+        unpinned.stderr
+    );
+    let wrong = render(&format!(
+        "{base}/plugins/naming.wasm#sha256={}",
+        "0".repeat(64)
+    ));
+    assert_eq!(wrong.status, Some(1));
+    assert!(
+        wrong.stderr.contains("not the pinned") && wrong.stderr.contains(&sha256),
+        "{}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn a_job_manifest_job_variable_replaces_the_template_for_that_deployment() {
+    let mut run: Value =
+        serde_json::from_str(&std::fs::read_to_string(example()).unwrap()).unwrap();
+    run["deployment"]["job_variables"]["job_manifest"] = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"generateName": "special-", "labels": {"deployment": "own-template"}},
+        "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "prefect-job", "image": "{{ image }}"}]
+        }}}
+    });
+    let file = tempfile::NamedTempFile::with_suffix(".json").unwrap();
+    std::fs::write(file.path(), run.to_string()).unwrap();
+    let job = agent(["render", "-o", "json", "--flow-run", &arg(file.path())]).json();
+    assert!(
+        job["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("special-")
+    );
+    assert_eq!(job["metadata"]["labels"]["deployment"], "own-template");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/data/etl:2026.11",
+        "the deployment's other job variables still fill it"
+    );
+}

@@ -222,7 +222,7 @@ fn a_schema_invalid_job_names_the_field_and_the_plugin_that_wrote_it() {
         flow_run_id: "run-1".into(),
         claim: "abcd1234".into(),
         agent: "agent".into(),
-        namespace: None,
+        namespaces: Vec::new(),
     };
     let error: InvalidJob = job::finalize(&outcome, &tracking).unwrap_err();
     assert_eq!(error.plugin.as_deref(), Some("faulty"));

@@ -3,70 +3,33 @@
 //! `AGENT_E2E_NAMESPACE`, default `default`) — and the real `agent` binary. Every test has its
 //! own pool and agent name, and finds its Jobs by the agent's tracking label.
 
+mod e2e;
+
+use agent_tests::plugin;
 use agent_tests::prefect::{PrefectServer, server};
-use agent_tests::{plugin, workspace_root};
-use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube_emulator::{Config, Emulator, Fault, FaultRule};
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use e2e::{Cluster, cluster, env_of, stock_template};
+use kube_emulator::{Fault, FaultRule};
+use serde_json::json;
 use std::process::Output;
-
-struct Cluster {
-    emulator: Option<Emulator>,
-    kubeconfig: PathBuf,
-    namespace: String,
-    client: kube::Client,
-}
-
-async fn cluster() -> Cluster {
-    let (emulator, kubeconfig) = match std::env::var_os("AGENT_E2E_KUBECONFIG") {
-        Some(path) => (None, PathBuf::from(path)),
-        None => {
-            let emulator = Emulator::start(Config {
-                time_scale: 0.05,
-                ..Config::default()
-            })
-            .await
-            .unwrap();
-            let path = emulator.kubeconfig().to_path_buf();
-            (Some(emulator), path)
-        }
-    };
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let namespace = std::env::var("AGENT_E2E_NAMESPACE").unwrap_or_else(|_| "default".into());
-    Cluster {
-        emulator,
-        kubeconfig,
-        namespace,
-        client: kube::Client::try_from(config).unwrap(),
-    }
-}
-
-impl Cluster {
-    async fn jobs_of(&self, agent: &str) -> Vec<Job> {
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        jobs.list(&ListParams::default().labels(&format!("prefect-agent/agent={agent}")))
-            .await
-            .unwrap()
-            .items
-    }
-}
 
 /// Runs `agent start` to completion with `args` (it must stop by itself: --run-once or
 /// --max-polls).
 async fn agent_start(cluster: &Cluster, prefect: &PrefectServer, args: &[&str]) -> Output {
+    agent_start_with_env(cluster, prefect, args, &[]).await
+}
+
+async fn agent_start_with_env(
+    cluster: &Cluster,
+    prefect: &PrefectServer,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let cache = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .arg("start")
         .args(["--namespace", &cluster.namespace])
         .args(args)
+        .envs(env.iter().copied())
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
         .env("AGENT_PLUGIN_CACHE", cache.path())
@@ -82,30 +45,6 @@ async fn agent_start(cluster: &Cluster, prefect: &PrefectServer, args: &[&str]) 
     output
 }
 
-fn stock_template() -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(workspace_root().join("plugins/default/src/stock_template.json"))
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn env_of(job: &Job) -> Vec<(String, String)> {
-    job.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .env
-        .iter()
-        .flatten()
-        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_become_jobs_once_with_what_pool_deployment_run_and_plugins_decided() {
     let prefect = server();
@@ -116,7 +55,7 @@ async fn runs_become_jobs_once_with_what_pool_deployment_run_and_plugins_decided
     let deployment = prefect.create_deployment(
         "e2e-basic",
         "etl",
-        "nightly",
+        "e2e-basic",
         json!({"image": "registry.example.com/etl:1", "env": {"DEPLOYMENT_LEVEL": "deployment"}}),
     );
     let runs: Vec<String> = (0..3)
@@ -237,7 +176,7 @@ async fn a_policy_rejection_fails_the_run_with_the_reason() {
     let deployment = prefect.create_deployment(
         "e2e-policy",
         "etl",
-        "nightly",
+        "e2e-policy",
         json!({"image": "docker.io/library/python:3.12"}),
     );
     let run = prefect.create_run(&deployment, json!({}));
@@ -276,7 +215,7 @@ async fn an_api_server_refusal_crashes_the_run_with_the_field_path() {
     let deployment = prefect.create_deployment(
         "e2e-invalid",
         "etl",
-        "nightly",
+        "e2e-invalid",
         json!({"cpu_request": "lots"}),
     );
     let run = prefect.create_run(&deployment, json!({}));
@@ -473,6 +412,7 @@ fn spawn_agent(
         .env("AGENT_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }
@@ -685,4 +625,231 @@ async fn a_dropped_connection_to_the_api_server_is_retried_without_a_duplicate()
     .await;
     assert_eq!(prefect.flow_run(&run)["state_type"], "PENDING");
     assert_eq!(cluster.jobs_of("agent-drop").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn block_and_variable_placeholders_are_resolved_through_the_api() {
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_block("secret", "e2e-db-password", json!({"value": "s3cret"}));
+    prefect.create_block(
+        "docker-registry-credentials",
+        "e2e-registry",
+        json!({"username": "robot", "password": "pw", "registry_url": "registry.example.com", "reauth": true}),
+    );
+    prefect.create_variable("e2e_team", json!("data-platform"));
+    prefect.create_variable("e2e_tag", json!(7));
+    let mut template = stock_template();
+    template["variables"]["properties"]["env"]["default"] =
+        json!({"TEAM": "{{ prefect.variables.e2e_team }}"});
+    prefect.create_pool("e2e-placeholders", template);
+    let deployment = prefect.create_deployment(
+        "e2e-placeholders",
+        "etl",
+        "e2e-placeholders",
+        json!({
+            "image": "{{ prefect.blocks.docker-registry-credentials.e2e-registry.registry_url }}/etl:{{ prefect.variables.e2e_tag }}",
+            "env": {"DB_PASSWORD": "{{ prefect.blocks.secret.e2e-db-password }}"},
+        }),
+    );
+    let resolved = prefect.create_run(
+        &deployment,
+        json!({"env": {"MISSING": "x{{ prefect.variables.e2e_no_such_variable }}"}}),
+    );
+    let missing_block = prefect.create_run(
+        &deployment,
+        json!({"env": {"TOKEN": "{{ prefect.blocks.secret.e2e-no-such-block }}"}}),
+    );
+    agent_start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "e2e-placeholders",
+            "--name",
+            "agent-placeholders",
+            "--run-once",
+        ],
+    )
+    .await;
+
+    let jobs = cluster.jobs_of("agent-placeholders").await;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "only the run whose references exist gets a Job"
+    );
+    let job = &jobs[0];
+    let env = env_of(job);
+    for (name, value) in [
+        ("TEAM", "data-platform"),
+        ("DB_PASSWORD", "s3cret"),
+        ("MISSING", "x"),
+    ] {
+        assert!(
+            env.contains(&(name.to_string(), value.to_string())),
+            "{name}={value} missing from {env:?}"
+        );
+    }
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.example.com/etl:7")
+    );
+    assert_eq!(prefect.flow_run(&resolved)["state_type"], "PENDING");
+
+    let crashed = prefect.flow_run(&missing_block);
+    assert_eq!(crashed["state_type"], "CRASHED");
+    let message = crashed["state"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"e2e-no-such-block\"") && message.contains("\"secret\""),
+        "{message}"
+    );
+}
+
+/// moto's S3 server from the venv, on a free loopback port; killed on drop.
+struct S3Server {
+    process: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = std::process::Command::new(agent_tests::venv_command("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server is in the venv (tests/requirements.txt)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while ureq_get(&endpoint).is_none() {
+            assert!(started.elapsed().as_secs() < 60, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        S3Server { process, endpoint }
+    }
+
+    /// Creates `bucket` (once) and puts `body` at `key`, as any S3 client would; a public
+    /// object can be read by plain https GET.
+    async fn put(&self, bucket: &str, key: &str, body: &str, public: bool) {
+        let client = reqwest::Client::new();
+        client
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        let response = client
+            .put(format!("{}/{bucket}/{key}", self.endpoint))
+            .header("x-amz-acl", if public { "public-read" } else { "private" })
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+    }
+}
+
+fn ureq_get(url: &str) -> Option<()> {
+    std::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .ok()
+        .map(|_| ())
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_template_from_s3_or_a_url_replaces_the_pools() {
+    let prefect = server();
+    let cluster = cluster().await;
+    let s3 = S3Server::start();
+    let manifest = |team: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: from-{team}-\n  labels:\n    team: {team}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: prefect-job\n          image: \"{{{{ image }}}}\"\n          env: \"{{{{ env }}}}\"\n"
+        )
+    };
+    s3.put("templates", "etl/job.yaml", &manifest("s3"), false)
+        .await;
+    s3.put("templates", "etl/url.yaml", &manifest("url"), true)
+        .await;
+    prefect.create_pool("e2e-s3", stock_template());
+    let deployment = prefect.create_deployment(
+        "e2e-s3",
+        "etl",
+        "e2e-s3",
+        json!({"image": "registry.example.com/etl:1"}),
+    );
+    let aws = [
+        ("AWS_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let url = format!("{}/templates/etl/url.yaml", s3.endpoint);
+    for (template, agent, team) in [
+        ("s3://templates/etl/job.yaml", "agent-s3", "s3"),
+        (url.as_str(), "agent-url", "url"),
+    ] {
+        let run = prefect.create_run(&deployment, json!({}));
+        agent_start_with_env(
+            &cluster,
+            prefect,
+            &[
+                "--pool",
+                "e2e-s3",
+                "--name",
+                agent,
+                "--run-once",
+                "--job-template",
+                template,
+            ],
+            &aws,
+        )
+        .await;
+        let jobs = cluster.jobs_of(agent).await;
+        assert_eq!(jobs.len(), 1, "{template}");
+        let job = &jobs[0];
+        assert!(
+            job.metadata
+                .name
+                .as_ref()
+                .unwrap()
+                .starts_with(&format!("from-{team}-"))
+        );
+        assert_eq!(job.metadata.labels.as_ref().unwrap()["team"], team);
+        assert_eq!(prefect.flow_run(&run)["state_type"], "PENDING");
+    }
+
+    // A template that is not there stops the agent at start, naming it.
+    let cache = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "start",
+            "--pool",
+            "e2e-s3",
+            "--run-once",
+            "--job-template",
+            "s3://templates/missing.yaml",
+        ])
+        .envs(aws)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("PREFECT_API_URL", &prefect.api_url)
+        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("s3://templates/missing.yaml"), "{stderr}");
 }

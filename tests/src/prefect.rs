@@ -125,7 +125,8 @@ impl PrefectServer {
         )
     }
 
-    /// A flow and a deployment of it on `pool`; returns the deployment id.
+    /// A flow and a deployment of it on `pool`; returns the deployment id. Prefect upserts
+    /// deployments by flow and name: tests running side by side need names of their own.
     pub fn create_deployment(
         &self,
         pool: &str,
@@ -150,6 +151,34 @@ impl PrefectServer {
             Some(json!({"job_variables": job_variables})),
         );
         run["id"].as_str().unwrap().to_string()
+    }
+
+    /// A block document of a block type the server registers itself (`secret`, `json`, …).
+    pub fn create_block(&self, block_type: &str, name: &str, data: Value) -> Value {
+        let block_type = self.call("GET", &format!("/block_types/slug/{block_type}"), None);
+        let schemas = self.call(
+            "POST",
+            "/block_schemas/filter",
+            Some(json!({"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})),
+        );
+        self.call(
+            "POST",
+            "/block_documents/",
+            Some(json!({
+                "name": name,
+                "data": data,
+                "block_type_id": block_type["id"],
+                "block_schema_id": schemas[0]["id"],
+            })),
+        )
+    }
+
+    pub fn create_variable(&self, name: &str, value: Value) -> Value {
+        self.call(
+            "POST",
+            "/variables/",
+            Some(json!({"name": name, "value": value})),
+        )
     }
 
     pub fn flow_run(&self, id: &str) -> Value {

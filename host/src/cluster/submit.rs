@@ -98,6 +98,7 @@ impl Submitter {
                 Err(kube::Error::Api(status)) => return Err(api_error(namespace, name, &status)),
                 // Transport errors: the name is the claim's, so trying again cannot duplicate.
                 Err(other) if attempt < CREATE_ATTEMPTS => {
+                    crate::metrics::global().api_error("kubernetes", "transport");
                     tracing::debug!(job = %name, attempt, "creating the Job failed, retrying: {other}");
                     tokio::time::sleep(std::time::Duration::from_millis(250 * 2u64.pow(attempt)))
                         .await;
@@ -164,6 +165,7 @@ impl Submitter {
 }
 
 fn api_error(namespace: String, name: String, status: &kube::core::Status) -> SubmitError {
+    crate::metrics::global().api_error("kubernetes", status.code);
     let hint = match status.code {
         403 => format!(
             "The agent's identity may not create Jobs in namespace {namespace:?}: grant `create` on `jobs` (API group `batch`) there, for example with the Role of `agent install --rbac`."

@@ -18,11 +18,15 @@ pub struct Tracking {
     pub claim: String,
     /// The agent's name, as a label value.
     pub agent: String,
-    /// The only namespace this agent creates Jobs in, when the operator pinned one.
-    pub namespace: Option<String>,
+    /// The namespaces this agent may create Jobs in (`--namespace`, `--job-namespace`); the
+    /// first is where a Job that names none goes. Empty: any, and `default` for none.
+    pub namespaces: Vec<String>,
 }
 
 type Problem = (String, String);
+
+/// Where a Job's namespace is: a Job outside the agent's namespaces is refused there.
+pub const NAMESPACE_POINTER: &str = "/metadata/namespace";
 
 /// Sets the tracking labels, the namespace and a deterministic name.
 pub(super) fn apply(job: &mut Value, tracking: &Tracking) -> Result<(), Problem> {
@@ -40,22 +44,26 @@ pub(super) fn apply(job: &mut Value, tracking: &Tracking) -> Result<(), Problem>
         .get("namespace")
         .and_then(Value::as_str)
         .filter(|ns| !ns.is_empty());
-    match (namespace, &tracking.namespace) {
-        (None, pinned) => {
-            metadata.insert(
-                "namespace".into(),
-                json!(pinned.as_deref().unwrap_or("default")),
-            );
+    let allowed = &tracking.namespaces;
+    match namespace {
+        None => {
+            let default = allowed.first().map(String::as_str).unwrap_or("default");
+            metadata.insert("namespace".into(), json!(default));
         }
-        (Some(ns), Some(pinned)) if ns != pinned => {
+        Some(ns) if !allowed.is_empty() && !allowed.iter().any(|a| a == ns) => {
             return Err((
-                "/metadata/namespace".into(),
+                NAMESPACE_POINTER.into(),
                 format!(
-                    "is {ns:?}, but this agent creates Jobs only in {pinned:?} (drop the `namespace` job variable, or run an agent with --namespace {ns})"
+                    "is {ns:?}, but this agent creates Jobs only in {} (change the `namespace` job variable, or serve {ns:?} with --job-namespace)",
+                    allowed
+                        .iter()
+                        .map(|a| format!("{a:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
-        _ => {}
+        Some(_) => {}
     }
     let labels = [
         (FLOW_RUN_LABEL, tracking.flow_run_id.as_str()),
@@ -280,7 +288,7 @@ mod tests {
             flow_run_id: "run-1".into(),
             claim: "abc123".into(),
             agent: "agent".into(),
-            namespace: Some("jobs".into()),
+            namespaces: vec!["jobs".into(), "etl".into()],
         }
     }
 
@@ -308,7 +316,14 @@ mod tests {
         let mut job = json!({"metadata": {"name": "a", "namespace": "kube-system"}});
         let (path, message) = apply(&mut job, &tracking()).unwrap_err();
         assert_eq!(path, "/metadata/namespace");
-        assert!(message.contains("only in \"jobs\""), "{message}");
+        assert!(message.contains("only in \"jobs\", \"etl\""), "{message}");
+        let mut job =
+            json!({"metadata": {"name": "a", "namespace": "etl"}, "spec": {"template": {}}});
+        apply(&mut job, &tracking()).unwrap();
+        assert_eq!(
+            job["metadata"]["namespace"], "etl",
+            "any namespace of the list"
+        );
     }
 
     #[test]

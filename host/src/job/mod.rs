@@ -24,6 +24,14 @@ pub struct InvalidJob {
     pub message: String,
 }
 
+impl InvalidJob {
+    /// The Job asks for a namespace the agent does not serve: the run's configuration is
+    /// refused (FAILED), nothing crashed.
+    pub fn is_namespace_refused(&self) -> bool {
+        self.path == dotted(invariants::NAMESPACE_POINTER)
+    }
+}
+
 fn blame(plugin: &Option<String>) -> String {
     plugin
         .as_ref()

@@ -38,6 +38,9 @@ pub struct Plugin {
     /// Whether the precompiled cache had it.
     pub from_cache: bool,
     pub limits: Limits,
+    /// What the component imports and exports (`agent plugin check` shows them).
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
     pub(super) pre: PluginPre<CallState>,
 }
 
@@ -83,6 +86,9 @@ pub(super) fn load(
     let compile_time = started.elapsed();
 
     check_imports_and_exports(engine, &component, &name, &path)?;
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(i, _)| i.to_string()).collect();
+    let exports = ty.exports(engine).map(|(e, _)| e.to_string()).collect();
     let pre = linker
         .instantiate_pre(&component)
         .and_then(PluginPre::new)
@@ -99,6 +105,8 @@ pub(super) fn load(
         compile_time,
         from_cache,
         limits,
+        imports,
+        exports,
         pre,
     })
 }

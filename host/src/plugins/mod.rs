@@ -9,6 +9,7 @@ mod cache;
 mod call;
 mod chain;
 mod error;
+mod fetch;
 mod loader;
 mod runtime;
 mod spec;
@@ -17,6 +18,7 @@ pub use bindings::agent::plugin::types::{AgentSettings, FlowRun, Request, Secret
 pub use call::{CallOutput, LogLine};
 pub use chain::{Chain, ChainOutcome, Link, Step};
 pub use error::{CallError, FaultKind, LoadError};
+pub use fetch::{fetch_remote, is_remote};
 pub use loader::Plugin;
 pub use runtime::{Limits, Runtime, RuntimeOptions, default_cache_dir};
 pub use spec::PluginSpec;

@@ -158,6 +158,7 @@ impl PrefectClient {
                         });
                     }
                     let body = response.text().await.unwrap_or_default();
+                    crate::metrics::global().api_error("prefect", status.as_u16());
                     match status {
                         StatusCode::TOO_MANY_REQUESTS => format!("429 {body}"),
                         s if s.is_server_error() => format!("{s} {body}"),
@@ -179,7 +180,10 @@ impl PrefectClient {
                         }
                     }
                 }
-                Err(e) => e.to_string(),
+                Err(e) => {
+                    crate::metrics::global().api_error("prefect", "transport");
+                    e.to_string()
+                }
             };
             if started.elapsed() >= self.patience {
                 return Err(PrefectError::Unreachable {
@@ -315,6 +319,38 @@ impl PrefectClient {
         Ok((field("/state/id"), field("/state/message")))
     }
 
+    /// Runs of `pool` in CANCELLING.
+    pub async fn cancelling_flow_runs(&self, pool: &str) -> Result<Vec<FlowRun>, PrefectError> {
+        self.call(
+            Method::POST,
+            "/flow_runs/filter",
+            Some(&json!({
+                "flow_runs": {"state": {"type": {"any_": ["CANCELLING"]}}},
+                "work_pools": {"name": {"any_": [pool]}},
+                "limit": 200,
+            })),
+            &format!("cancelling flow runs of pool {pool:?}"),
+        )
+        .await
+    }
+
+    /// The runs with these ids (those that exist), in one call per 200.
+    pub async fn flow_runs_by_id(&self, ids: &[String]) -> Result<Vec<FlowRun>, PrefectError> {
+        let mut runs = Vec::new();
+        for chunk in ids.chunks(200) {
+            let found: Vec<FlowRun> = self
+                .call(
+                    Method::POST,
+                    "/flow_runs/filter",
+                    Some(&json!({"flow_runs": {"id": {"any_": chunk}}, "limit": 200})),
+                    &format!("{} flow runs", chunk.len()),
+                )
+                .await?;
+            runs.extend(found);
+        }
+        Ok(runs)
+    }
+
     pub async fn read_deployment(&self, id: &str) -> Result<Deployment, PrefectError> {
         self.call(
             Method::GET,
@@ -323,6 +359,40 @@ impl PrefectClient {
             &format!("deployment {id}"),
         )
         .await
+    }
+
+    /// A block document's `data`, secrets included (as the worker reads them for templates).
+    pub async fn read_block_document_data(
+        &self,
+        block_type: &str,
+        name: &str,
+    ) -> Result<Value, PrefectError> {
+        let document: Value = self
+            .call(
+                Method::GET,
+                &format!("/block_types/slug/{block_type}/block_documents/name/{name}?include_secrets=true"),
+                None,
+                &format!("block {name:?} of type {block_type:?}"),
+            )
+            .await?;
+        Ok(document.get("data").cloned().unwrap_or(Value::Null))
+    }
+
+    /// A variable's value; `None` when there is no variable of that name.
+    pub async fn read_variable(&self, name: &str) -> Result<Option<Value>, PrefectError> {
+        let result: Result<Value, PrefectError> = self
+            .call(
+                Method::GET,
+                &format!("/variables/name/{name}"),
+                None,
+                &format!("variable {name:?}"),
+            )
+            .await;
+        match result {
+            Ok(variable) => Ok(variable.get("value").cloned()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn read_flow(&self, id: &str) -> Result<Flow, PrefectError> {
@@ -396,6 +466,23 @@ impl PrefectClient {
     }
 
     /// A line in the run's logs, as the user sees it in the Prefect UI.
+    /// The run's latest log messages (up to 200), for not telling a run twice what it was told
+    /// before a restart.
+    pub async fn recent_log_messages(&self, run: &str) -> Result<Vec<String>, PrefectError> {
+        let logs: Vec<Value> = self
+            .call(
+                Method::POST,
+                "/logs/filter",
+                Some(&json!({"logs": {"flow_run_id": {"any_": [run]}}, "sort": "TIMESTAMP_DESC", "limit": 200})),
+                &format!("reading logs of flow run {run}"),
+            )
+            .await?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| l.get("message")?.as_str().map(str::to_string))
+            .collect())
+    }
+
     pub async fn log(&self, run: &str, level: u8, message: &str) -> Result<(), PrefectError> {
         let line = json!([{"name": "prefect.agent", "level": level, "message": message, "flow_run_id": run,
                             "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}]);

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod models;
+pub mod placeholders;
 
 pub use client::{PrefectClient, PrefectError, Proposal, ProposalStatus};

@@ -28,6 +28,22 @@ pub struct FlowRun {
     /// The current state's id; after a claim, the id of the PENDING state the claim created.
     #[serde(default)]
     pub state_id: Option<String>,
+    /// `SCHEDULED`, `PENDING`, `RUNNING`, `CANCELLING`, `COMPLETED`, …
+    #[serde(default)]
+    pub state_type: Option<String>,
+    /// `namespace:job-name` once a Job runs it.
+    #[serde(default)]
+    pub infrastructure_pid: Option<String>,
+}
+
+impl FlowRun {
+    /// Whether the run has reached a final state (nothing will change it but a new run).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.state_type.as_deref(),
+            Some("COMPLETED" | "FAILED" | "CRASHED" | "CANCELLED")
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

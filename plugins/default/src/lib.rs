@@ -8,7 +8,10 @@
 //!   retried create finds the Job it already made instead of making a second one;
 //! - no `parallelism`/`completions` inside the pod spec (they are Job fields; the API server
 //!   rejects them in a pod under strict field validation);
-//! - the agent's image pull secrets, env, labels and API key Secret are added.
+//! - the agent's image pull secrets, env, labels and API key Secret are added, and the
+//!   volumes and mounts of its settings `volumes` and `volume-mounts` (JSON lists; the host
+//!   fills them from `--volume` and `--volume-mount`), and `PREFECT_API_AUTH_STRING` from the
+//!   Secret of its setting `api-auth-string-secret` (NAME/KEY).
 
 mod configuration;
 mod entities;
@@ -41,24 +44,43 @@ fn apply_agent_differences(manifest: &mut Value, request: &Request) -> Result<()
     for secret in &request.agent.image_pull_secrets {
         job::add_named(pod, "imagePullSecrets", json!({ "name": secret }))?;
     }
+    let volumes = request.config_named_list("volumes")?;
+    let mounts = request.config_named_list("volume-mounts")?;
+    job::add_volumes(manifest, &volumes, &mounts)?;
     if let Some(secret) = &request.agent.api_key_secret {
-        let container = job::containers(manifest)?
-            .into_iter()
-            .next()
-            .expect("checked by the template validation");
-        let has_key = container
-            .get("env")
-            .and_then(Value::as_array)
-            .is_some_and(|env| {
-                env.iter()
-                    .any(|e| e.get("name") == Some(&json!("PREFECT_API_KEY")))
-            });
-        if !has_key {
-            job::set_env(
-                container,
-                json!({"name": "PREFECT_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}),
-            )?;
-        }
+        env_from_secret(manifest, "PREFECT_API_KEY", &secret.name, &secret.key)?;
+    }
+    if let Some(reference) = request.config("api-auth-string-secret") {
+        let Some((name, key)) = reference.split_once('/') else {
+            return Err(agent_plugin_sdk::fault(format!(
+                "setting `api-auth-string-secret` must be NAME/KEY, not {reference:?}"
+            )));
+        };
+        env_from_secret(manifest, "PREFECT_API_AUTH_STRING", name, key)?;
+    }
+    Ok(())
+}
+
+/// Env `variable` of the flow run container from a Secret, unless the Job sets it already.
+fn env_from_secret(
+    manifest: &mut Value,
+    variable: &str,
+    name: &str,
+    key: &str,
+) -> Result<(), Error> {
+    let container = job::containers(manifest)?
+        .into_iter()
+        .next()
+        .expect("checked by the template validation");
+    let present = container
+        .get("env")
+        .and_then(Value::as_array)
+        .is_some_and(|env| env.iter().any(|e| e.get("name") == Some(&json!(variable))));
+    if !present {
+        job::set_env(
+            container,
+            json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}),
+        )?;
     }
     Ok(())
 }

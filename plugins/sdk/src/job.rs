@@ -125,6 +125,29 @@ pub fn add_named(object: &mut Map<String, Value>, key: &str, item: Value) -> Res
     Ok(true)
 }
 
+/// Adds `volumes` to the pod and `mounts` to every container. A volume whose name the pod
+/// already has, or a mount whose path a container already has, is left as it is.
+pub fn add_volumes(job: &mut Value, volumes: &[Value], mounts: &[Value]) -> Result<(), Error> {
+    let pod = pod_spec(job)?;
+    for volume in volumes {
+        add_named(pod, "volumes", volume.clone())?;
+    }
+    if mounts.is_empty() {
+        // No empty lists where there were none: the Job stays as the template made it.
+        return Ok(());
+    }
+    for container in containers(job)? {
+        let list = array_at(container, "volumeMounts")?;
+        for mount in mounts {
+            let path = mount.get("mountPath");
+            if !list.iter().any(|m| m.get("mountPath") == path) {
+                list.push(mount.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,26 @@ pub trait RequestExt {
     fn config(&self, key: &str) -> Option<&str>;
     /// The merged job variables as a JSON object.
     fn job_variables(&self) -> Result<serde_json::Map<String, Value>, Error>;
+    /// Setting `key` as a JSON list of objects that each have a string `name` (volumes,
+    /// mounts); empty when unset.
+    fn config_named_list(&self, key: &str) -> Result<Vec<Value>, Error> {
+        let Some(text) = self.config(key) else {
+            return Ok(Vec::new());
+        };
+        match serde_json::from_str(text) {
+            Ok(Value::Array(items))
+                if items
+                    .iter()
+                    .all(|i| i.get("name").is_some_and(Value::is_string)) =>
+            {
+                Ok(items)
+            }
+            Ok(_) => Err(fault(format!(
+                "setting `{key}` must be a JSON list of objects that each have a \"name\""
+            ))),
+            Err(e) => Err(fault(format!("setting `{key}` is not JSON: {e}"))),
+        }
+    }
 }
 
 impl RequestExt for Request {

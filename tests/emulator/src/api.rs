@@ -587,6 +587,28 @@ fn stamp_new(kind: &Kind, object: &mut Value) {
     if kind.plural == "namespaces" {
         object["status"] = json!({"phase": "Active"});
     }
+    merge_string_data(kind, object);
+}
+
+/// As the API server does: a Secret's write-only `stringData` is merged into `data`, base64.
+fn merge_string_data(kind: &Kind, object: &mut Value) {
+    if kind.plural != "secrets" {
+        return;
+    }
+    let Some(Value::Object(strings)) = object.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !object.get("data").is_some_and(Value::is_object) {
+        object["data"] = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default().to_string();
+        object["data"][key] = json!(base64::engine::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            text
+        ));
+    }
 }
 
 fn update(
@@ -598,6 +620,7 @@ fn update(
     params: &Params,
     mut object: Value,
 ) -> Result<Response, ApiError> {
+    merge_string_data(kind, &mut object);
     let mode = FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?;
     check_type(kind, &object)?;
     let mut store = shared.store.lock().unwrap();

@@ -33,6 +33,11 @@ const SCHEMAS: &[(&str, &str)] = &[
     schema_file!("serviceaccount-v1"),
     schema_file!("namespace-v1"),
     schema_file!("lease-coordination-v1"),
+    schema_file!("deployment-apps-v1"),
+    schema_file!("role-rbac-v1"),
+    schema_file!("rolebinding-rbac-v1"),
+    schema_file!("clusterrole-rbac-v1"),
+    schema_file!("clusterrolebinding-rbac-v1"),
 ];
 const DEFINITIONS: &str =
     include_str!("../../../host/schemas/kubernetes/v1.37.0-local-strict/_definitions.json");

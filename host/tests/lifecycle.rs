@@ -1,0 +1,822 @@
+//! After submission, end to end: a real Prefect 3 server, the emulator with scripted pods (its
+//! kubelet pulls, fails, runs out of memory, waits for a node as each rule says), and the real
+//! `agent` binary running until signalled. Each test has its own pool, agent name and
+//! emulator. Scripted pods need the emulator: with `AGENT_E2E_KUBECONFIG` set these tests are
+//! skipped (the `start` tests run against the real cluster).
+
+mod e2e;
+
+use agent_tests::prefect::{PrefectServer, server};
+use e2e::{Cluster, cluster_with, stock_template};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube_emulator::{Behaviour, Config, Match, Node, PodRule};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `agent start` running in the background; its log goes to a file (a pipe nobody reads
+/// would fill and stall it).
+struct Running {
+    child: tokio::process::Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start(cluster: &Cluster, prefect: &PrefectServer, args: &[&str]) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("start")
+        .args(["--namespace", &cluster.namespace, "--poll-interval", "1s"])
+        .args(args)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("PREFECT_API_URL", &prefect.api_url)
+        .env("AGENT_PLUGIN_CACHE", dir.path().join("cache"))
+        .env("AGENT_LOG", "info,agent=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        // A failed assertion must not leave the agent running.
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    Running {
+        child,
+        log,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the agent's log; it must exit 0.
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the agent stops on SIGTERM")
+            .unwrap();
+        let log = self.log();
+        assert!(status.success(), "the agent exits 0:\n{log}");
+        log
+    }
+}
+
+/// Polls `check` until it gives a value, failing with `what` and the agent's log after
+/// `within`.
+async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    agent: &Running,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}\nagent log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rule(image_prefix: &str, then: Behaviour, log: &[&str]) -> PodRule {
+    PodRule {
+        matches: Match {
+            image: Some(format!("{image_prefix}*")),
+            ..Match::default()
+        },
+        then,
+        log: log.iter().map(|l| l.to_string()).collect(),
+    }
+}
+
+async fn emulated(pods: Vec<PodRule>) -> Option<Cluster> {
+    if std::env::var_os("AGENT_E2E_KUBECONFIG").is_some() {
+        eprintln!("skipped: scripted pods need the emulator");
+        return None;
+    }
+    Some(
+        cluster_with(Config {
+            pods,
+            ..Config::default()
+        })
+        .await,
+    )
+}
+
+/// A pool with the stock template and a deployment (named after the pool: Prefect upserts
+/// deployments by flow and name) whose runs use `image`; the deployment id.
+fn pool_with_deployment(prefect: &PrefectServer, pool: &str, image: &str) -> String {
+    prefect.create_pool(pool, stock_template());
+    prefect.create_deployment(pool, "etl", pool, json!({ "image": image }))
+}
+
+fn state(prefect: &PrefectServer, run: &str) -> (String, String) {
+    let run = prefect.flow_run(run);
+    (
+        run["state_type"].as_str().unwrap_or_default().to_string(),
+        run["state"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// The run's state once it is `wanted`.
+async fn state_becomes(
+    prefect: &PrefectServer,
+    agent: &Running,
+    run: &str,
+    wanted: &str,
+    within: Duration,
+) -> String {
+    eventually(
+        &format!("flow run {run} reaches {wanted}"),
+        within,
+        agent,
+        async || {
+            let (state, message) = state(prefect, run);
+            (state == wanted).then_some(message)
+        },
+    )
+    .await
+}
+
+fn force_state(prefect: &PrefectServer, run: &str, state: &str) {
+    prefect.call(
+        "POST",
+        &format!("/flow_runs/{run}/set_state"),
+        Some(json!({"state": {"type": state}, "force": true})),
+    );
+}
+
+/// The Job recorded as the run's infrastructure, once there is one.
+async fn job_of(prefect: &PrefectServer, agent: &Running, run: &str) -> (String, String) {
+    let pid = eventually(
+        "the run's Job is recorded",
+        Duration::from_secs(30),
+        agent,
+        async || {
+            prefect.flow_run(run)["infrastructure_pid"]
+                .as_str()
+                .map(str::to_string)
+        },
+    )
+    .await;
+    let (namespace, name) = pid.split_once(':').unwrap();
+    (namespace.to_string(), name.to_string())
+}
+
+async fn job_exists(cluster: &Cluster, name: &str) -> bool {
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    jobs.get_opt(name).await.unwrap().is_some()
+}
+
+fn count(logs: &[String], needle: &str) -> usize {
+    logs.iter().filter(|l| l.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_and_config_errors_crash_the_run_after_the_pod_start_timeout_and_delete_the_job() {
+    let Some(cluster) = emulated(vec![rule(
+        "registry.example.com/missing",
+        Behaviour::ImagePullError,
+        &[],
+    )])
+    .await
+    else {
+        return;
+    };
+    let prefect = server();
+    let pull = pool_with_deployment(prefect, "life-pull", "registry.example.com/missing:1");
+    let config = pool_with_deployment(prefect, "life-config", "registry.example.com/etl:1");
+    let pull_run = prefect.create_run(&pull, json!({}));
+    let config_run = prefect.create_run(&config, json!({}));
+    let timeout = ["--pod-start-timeout", "2s"];
+    let pull_agent = start(
+        &cluster,
+        prefect,
+        &[
+            &["--pool", "life-pull", "--name", "life-pull"][..],
+            &timeout,
+        ]
+        .concat(),
+    );
+    let config_agent = start(
+        &cluster,
+        prefect,
+        &[
+            &[
+                "--pool",
+                "life-config",
+                "--name",
+                "life-config",
+                "--api-key-secret",
+                "no-such-secret/key",
+            ][..],
+            &timeout,
+        ]
+        .concat(),
+    );
+
+    let (_, pull_job) = job_of(prefect, &pull_agent, &pull_run).await;
+    let message = state_becomes(
+        prefect,
+        &pull_agent,
+        &pull_run,
+        "CRASHED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        message.starts_with("Image \"registry.example.com/missing:1\" cannot be pulled")
+            && message.contains("Resolution: "),
+        "{message}"
+    );
+    let (_, config_job) = job_of(prefect, &config_agent, &config_run).await;
+    let message = state_becomes(
+        prefect,
+        &config_agent,
+        &config_run,
+        "CRASHED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        message.contains("secret \"no-such-secret\" not found"),
+        "{message}"
+    );
+
+    for (agent, job) in [(&pull_agent, &pull_job), (&config_agent, &config_job)] {
+        eventually(
+            "the Job is deleted",
+            Duration::from_secs(20),
+            agent,
+            async || (!job_exists(&cluster, job).await).then_some(()),
+        )
+        .await;
+    }
+    let logs = prefect.logs(&pull_run);
+    assert_eq!(
+        count(&logs, "cannot be pulled"),
+        2,
+        "told once as a warning, once as the crash: {logs:#?}\nagent log:\n{}",
+        pull_agent.log()
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("Kubernetes event on Pod") && l.contains("Failed")),
+        "the pod's Events reach the run: {logs:#?}"
+    );
+    pull_agent.stop().await;
+    config_agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unschedulable_pod_is_waited_for_and_crashes_only_past_the_schedule_timeout() {
+    let Some(cluster) = emulated(Vec::new()).await else {
+        return;
+    };
+    let prefect = server();
+    let deployment = pool_with_deployment(prefect, "life-sched", "registry.example.com/etl:1");
+    let fits_later = prefect.create_run(&deployment, json!({"cpu_request": "8"}));
+    let never_fits = prefect.create_run(&deployment, json!({"cpu_request": "64"}));
+    let agent = start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "life-sched",
+            "--name",
+            "life-sched",
+            "--schedule-timeout",
+            "6s",
+        ],
+    );
+
+    eventually(
+        "the wait is explained to the run",
+        Duration::from_secs(30),
+        &agent,
+        async || {
+            let logs = prefect.logs(&fits_later);
+            logs.iter()
+                .any(|l| l.contains("Insufficient cpu") && l.contains("waiting up to 6s"))
+                .then_some(())
+        },
+    )
+    .await;
+    // An autoscaler adds room for one of them.
+    cluster.emulator.as_ref().unwrap().set_node(Node {
+        cpu: "16".into(),
+        ..Node::default()
+    });
+    let message = state_becomes(
+        prefect,
+        &agent,
+        &never_fits,
+        "CRASHED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(message.contains("Insufficient cpu"), "{message}");
+    let (_, job) = job_of(prefect, &agent, &fits_later).await;
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    eventually(
+        "the Job that found room completes",
+        Duration::from_secs(30),
+        &agent,
+        async || {
+            let job = jobs.get(&job).await.unwrap();
+            job.status?.succeeded.filter(|n| *n == 1)
+        },
+    )
+    .await;
+    assert_eq!(state(prefect, &fits_later).0, "PENDING", "not crashed");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_jobs_crash_their_runs_once_with_the_reason_and_the_logs_across_restarts() {
+    let Some(cluster) = emulated(vec![
+        rule(
+            "registry.example.com/fails",
+            Behaviour::Fail {
+                exit_code: 3,
+                run_ms: 400,
+            },
+            &["loading data", "ValueError: boom"],
+        ),
+        rule(
+            "registry.example.com/oom",
+            Behaviour::OomKilled { run_ms: 400 },
+            &[],
+        ),
+        rule(
+            "registry.example.com/evicted",
+            Behaviour::Evicted { run_ms: 400 },
+            &[],
+        ),
+    ])
+    .await
+    else {
+        return;
+    };
+    let prefect = server();
+    let fails = pool_with_deployment(prefect, "life-fail", "registry.example.com/fails:1");
+    let oom = prefect.create_deployment(
+        "life-fail",
+        "etl",
+        "life-fail-oom",
+        json!({"image": "registry.example.com/oom:1"}),
+    );
+    let failing = prefect.create_run(&fails, json!({}));
+    let killed = prefect.create_run(&oom, json!({}));
+    let evict = prefect.create_deployment(
+        "life-fail",
+        "etl",
+        "life-fail-evicted",
+        json!({"image": "registry.example.com/evicted:1"}),
+    );
+    let evicted = prefect.create_run(&evict, json!({}));
+    let agent = start(
+        &cluster,
+        prefect,
+        &["--pool", "life-fail", "--name", "life-fail"],
+    );
+    // The watches drop (an API server restart) while the pods run; they resume.
+    job_of(prefect, &agent, &failing).await;
+    cluster.emulator.as_ref().unwrap().restart_watches();
+
+    let message = state_becomes(
+        prefect,
+        &agent,
+        &failing,
+        "CRASHED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        message.contains("failed: BackoffLimitExceeded"),
+        "{message}"
+    );
+    assert!(
+        message.contains("ValueError: boom"),
+        "the log's last lines: {message}"
+    );
+    let message = state_becomes(prefect, &agent, &killed, "CRASHED", Duration::from_secs(30)).await;
+    assert!(
+        message.contains("OOMKilled") && message.contains("raise the memory limit"),
+        "{message}"
+    );
+    let message = state_becomes(
+        prefect,
+        &agent,
+        &evicted,
+        "CRASHED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(message.contains("Pod evicted"), "{message}");
+    agent.stop().await;
+
+    let told: Vec<usize> = [&failing, &killed, &evicted]
+        .iter()
+        .map(|run| prefect.logs(run).len())
+        .collect();
+
+    // A restarted agent lists the same failed Jobs and says nothing twice.
+    let again = start(
+        &cluster,
+        prefect,
+        &["--pool", "life-fail", "--name", "life-fail"],
+    );
+    eventually(
+        "the restarted agent has polled",
+        Duration::from_secs(30),
+        &again,
+        async || again.log().contains("Starting agent").then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = again.stop().await;
+    assert!(log.contains("not reporting a crash"), "{log}");
+    for (run, told) in [&failing, &killed, &evicted].into_iter().zip(told) {
+        assert_eq!(
+            prefect.logs(run).len(),
+            told,
+            "no line told again: {:#?}",
+            prefect.logs(run)
+        );
+        assert_eq!(state(prefect, run).0, "CRASHED");
+        assert_eq!(count(&prefect.logs(run), "failed: BackoffLimitExceeded"), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_deleted_by_hand_crashes_its_run_and_cancelling_deletes_the_job() {
+    let Some(cluster) = emulated(vec![rule(
+        "registry.example.com/",
+        Behaviour::RunForever,
+        &[],
+    )])
+    .await
+    else {
+        return;
+    };
+    let prefect = server();
+    let deployment = pool_with_deployment(prefect, "life-cancel", "registry.example.com/etl:1");
+    let deleted = prefect.create_run(&deployment, json!({}));
+    let cancelled = prefect.create_run(&deployment, json!({}));
+    let agent = start(
+        &cluster,
+        prefect,
+        &["--pool", "life-cancel", "--name", "life-cancel"],
+    );
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+
+    let (_, job) = job_of(prefect, &agent, &deleted).await;
+    // The API server forgets its history and drops every watch: the agent's watches resume
+    // from a version that is gone (410), relist, and go on.
+    // Compacted after a change none of the watches saw: each resumes from a version older
+    // than anything kept.
+    let emulator = cluster.emulator.as_ref().unwrap();
+    emulator.compact();
+    let marker: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "compaction-marker"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        cluster.client.clone(),
+        &cluster.namespace,
+    )
+    .create(&PostParams::default(), &marker)
+    .await
+    .unwrap();
+    emulator.compact();
+    emulator.restart_watches();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    jobs.delete(&job, &DeleteParams::background())
+        .await
+        .unwrap();
+    let message = state_becomes(
+        prefect,
+        &agent,
+        &deleted,
+        "CRASHED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        message.contains(&format!("Job {}/{job} was deleted", cluster.namespace)),
+        "{message}"
+    );
+
+    let (_, job) = job_of(prefect, &agent, &cancelled).await;
+    eventually(
+        "the pod runs",
+        Duration::from_secs(30),
+        &agent,
+        async || {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("job-name={job}")))
+                .await
+                .unwrap();
+            list.items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .then_some(())
+        },
+    )
+    .await;
+    force_state(prefect, &cancelled, "CANCELLING");
+    let message = state_becomes(
+        prefect,
+        &agent,
+        &cancelled,
+        "CANCELLED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(message.contains(&job), "{message}");
+    assert!(
+        !job_exists(&cluster, &job).await,
+        "the Job is gone before CANCELLED"
+    );
+    let left = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty(), "its pods are gone too");
+    let log = agent.stop().await;
+    assert!(
+        log.contains("watch failed and restarts") && log.contains("Expired"),
+        "the 410 was met: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_janitor_deletes_finished_jobs_by_outcome_and_nothing_it_does_not_own() {
+    let Some(cluster) = emulated(vec![rule(
+        "registry.example.com/fails",
+        Behaviour::Fail {
+            exit_code: 1,
+            run_ms: 200,
+        },
+        &[],
+    )])
+    .await
+    else {
+        return;
+    };
+    let prefect = server();
+    let succeeds = pool_with_deployment(prefect, "life-janitor", "registry.example.com/etl:1");
+    let fails = prefect.create_deployment(
+        "life-janitor",
+        "etl",
+        "life-janitor-fails",
+        json!({"image": "registry.example.com/fails:1"}),
+    );
+    let succeeded = prefect.create_run(&succeeds, json!({}));
+    let failed = prefect.create_run(&fails, json!({}));
+    // Someone else's finished Job, without the agent's labels.
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let foreign: Job = serde_json::from_value(json!({
+        "metadata": {"name": "someone-elses", "labels": {"team": "other"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.example.com/etl:1"}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &foreign).await.unwrap();
+
+    let agent = start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "life-janitor",
+            "--name",
+            "life-janitor",
+            "--delete-succeeded-after",
+            "1s",
+        ],
+    );
+    let (_, succeeded_job) = job_of(prefect, &agent, &succeeded).await;
+    let (_, failed_job) = job_of(prefect, &agent, &failed).await;
+    state_becomes(prefect, &agent, &failed, "CRASHED", Duration::from_secs(30)).await;
+    // The flow's engine would report the success; there is none here.
+    eventually(
+        "the Job completes",
+        Duration::from_secs(30),
+        &agent,
+        async || {
+            jobs.get(&succeeded_job)
+                .await
+                .unwrap()
+                .status?
+                .succeeded
+                .filter(|n| *n == 1)
+        },
+    )
+    .await;
+    force_state(prefect, &succeeded, "COMPLETED");
+    eventually(
+        "the janitor deletes the succeeded Job",
+        Duration::from_secs(30),
+        &agent,
+        async || (!job_exists(&cluster, &succeeded_job).await).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        job_exists(&cluster, &failed_job).await,
+        "failed Jobs are kept without --delete-failed-after"
+    );
+    assert!(
+        job_exists(&cluster, "someone-elses").await,
+        "Jobs without the agent's labels are never touched"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_follows_the_prefect_api_and_metrics_count_what_happened() {
+    let Some(cluster) = emulated(Vec::new()).await else {
+        return;
+    };
+    let prefect = PrefectServer::dedicated();
+    let deployment = pool_with_deployment(&prefect, "life-health", "registry.example.com/etl:1");
+    prefect.create_run(&deployment, json!({}));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let heartbeat = tempfile::NamedTempFile::new().unwrap();
+    let agent = start(
+        &cluster,
+        &prefect,
+        &[
+            "--pool",
+            "life-health",
+            "--name",
+            "life-health",
+            "--agent-address",
+            &address,
+            "--unhealthy-after",
+            "3",
+            "--heartbeat-file",
+            heartbeat.path().to_str().unwrap(),
+        ],
+    );
+    let get = async |path: &str| -> Option<(u16, String)> {
+        let response = reqwest::get(format!("http://{address}{path}")).await.ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    };
+    let (_, metrics) = eventually(
+        "a run is submitted and counted",
+        Duration::from_secs(30),
+        &agent,
+        async || {
+            get("/metrics").await.filter(|(code, text)| {
+                *code == 200 && text.contains("agent_runs_submitted_total 1")
+            })
+        },
+    )
+    .await;
+    for name in [
+        "agent_polls_total",
+        "agent_runs_claimed_total 1",
+        "agent_claim_to_job_seconds_count 1",
+        "agent_plugin_call_seconds_count{plugin=\"default\"} 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    assert_eq!(get("/readyz").await.unwrap().0, 200);
+    assert!(
+        std::fs::read_to_string(heartbeat.path())
+            .unwrap()
+            .starts_with("20"),
+        "the heartbeat file holds a time"
+    );
+
+    prefect.kill();
+    let (_, why) = eventually(
+        "unhealthy while Prefect is down",
+        Duration::from_secs(30),
+        &agent,
+        async || get("/healthz").await.filter(|(code, _)| *code == 503),
+    )
+    .await;
+    assert!(why.contains("no successful poll"), "{why}");
+    prefect.restart();
+    eventually(
+        "healthy again",
+        Duration::from_secs(60),
+        &agent,
+        async || get("/healthz").await.filter(|(code, _)| *code == 200),
+    )
+    .await;
+    let metrics = get("/metrics").await.unwrap().1;
+    assert!(
+        metrics.contains("agent_api_errors_total{api=\"prefect\",code=\"transport\"}"),
+        "{metrics}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_agent_serves_several_namespaces_and_refuses_the_others() {
+    if std::env::var_os("AGENT_E2E_KUBECONFIG").is_some() {
+        return;
+    }
+    let cluster = cluster_with(Config {
+        namespaces: vec!["default".into(), "etl".into(), "ml".into()],
+        pods: vec![rule(
+            "registry.example.com/missing",
+            Behaviour::ImagePullError,
+            &[],
+        )],
+        ..Config::default()
+    })
+    .await;
+    let prefect = server();
+    prefect.create_pool("life-ns", stock_template());
+    let deployment = |name: &str, variables: serde_json::Value| {
+        prefect.create_deployment("life-ns", "etl", name, variables)
+    };
+    let in_etl = prefect.create_run(
+        &deployment(
+            "life-ns-etl",
+            json!({"image": "registry.example.com/etl:1"}),
+        ),
+        json!({}),
+    );
+    let in_ml = prefect.create_run(
+        &deployment(
+            "life-ns-ml",
+            json!({"image": "registry.example.com/missing:1", "namespace": "ml"}),
+        ),
+        json!({}),
+    );
+    let elsewhere = prefect.create_run(
+        &deployment(
+            "life-ns-other",
+            json!({"image": "registry.example.com/etl:1", "namespace": "kube-system"}),
+        ),
+        json!({}),
+    );
+    let cluster = Cluster {
+        namespace: "etl".into(),
+        ..cluster
+    };
+    let agent = start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "life-ns",
+            "--name",
+            "life-ns",
+            "--job-namespace",
+            "ml",
+            "--pod-start-timeout",
+            "2s",
+        ],
+    );
+    let message = state_becomes(
+        prefect,
+        &agent,
+        &elsewhere,
+        "FAILED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        message.contains("\"kube-system\"") && message.contains("only in \"etl\", \"ml\""),
+        "{message}"
+    );
+    assert_eq!(
+        job_of(prefect, &agent, &in_etl).await.0,
+        "etl",
+        "the default namespace"
+    );
+    assert_eq!(job_of(prefect, &agent, &in_ml).await.0, "ml");
+    // The watch covers the second namespace too.
+    let message = state_becomes(prefect, &agent, &in_ml, "CRASHED", Duration::from_secs(30)).await;
+    assert!(message.contains("cannot be pulled"), "{message}");
+    agent.stop().await;
+}

@@ -1,0 +1,169 @@
+//! `agent plugin check` and `agent plugin test`, on the shipped plugins (whose own cases live
+//! in `plugins/NAME/cases/`) and on bad input.
+
+mod common;
+
+use agent_tests::{plugin, workspace_root};
+use common::{agent, arg};
+
+#[test]
+fn check_describes_a_plugin_and_how_to_pin_it() {
+    let run = agent(["plugin", "check", &arg(&plugin("naming"))]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    for expected in [
+        "a plugin (agent:plugin/customizer@0.1.0)",
+        "name     naming",
+        "compile  ",
+        "imports  agent:plugin/types@0.1.0",
+        "#sha256=",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "{expected:?} in:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn check_refuses_what_is_not_a_plugin_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "not wasm at all").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
+    for (file, reason) in [
+        (text, "not a WebAssembly"),
+        (core, "core WebAssembly module"),
+        (
+            plugin("other-world"),
+            "a plugin must export agent:plugin/customizer@0.1.",
+        ),
+    ] {
+        let run = agent(["plugin", "check", &arg(&file)]);
+        assert_eq!(run.status, Some(1), "{}", run.stdout);
+        assert!(
+            run.stderr.contains(reason),
+            "{}: {reason:?} in {}",
+            file.display(),
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn the_shipped_plugins_pass_their_own_cases() {
+    for name in ["naming", "policy"] {
+        let cases = workspace_root().join("plugins").join(name).join("cases");
+        let run = agent([
+            "plugin",
+            "test",
+            &arg(&plugin(name)),
+            "--cases",
+            &arg(&cases),
+        ]);
+        assert_eq!(run.status, Some(0), "{name}:\n{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("2 passed, 0 failed"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_failing_case_shows_what_differs_and_a_broken_case_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wrong.yaml"),
+        "config: {prefix: etl}\njob: {metadata: {name: run-abc}}\nexpect:\n  job: {metadata: {name: etl-run-xyz}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("not-rejected.yaml"),
+        "config: {prefix: etl}\njob: {metadata: {name: a}}\nexpect: {rejected: policy}\n",
+    )
+    .unwrap();
+    let run = agent([
+        "plugin",
+        "test",
+        &arg(&plugin("naming")),
+        "--cases",
+        &arg(dir.path()),
+    ]);
+    assert_eq!(run.status, Some(1));
+    assert!(
+        run.stdout
+            .contains(r#"~ .metadata.name: expected "etl-run-xyz" / got "etl-run-abc""#),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("expected a rejection (\"policy\"), but the plugin returned a Job")
+    );
+    assert!(run.stdout.contains("0 passed, 2 failed"), "{}", run.stdout);
+
+    std::fs::write(dir.path().join("broken.json"), "{\"job\": ").unwrap();
+    let run = agent([
+        "plugin",
+        "test",
+        &arg(&plugin("naming")),
+        "--cases",
+        &arg(dir.path()),
+    ]);
+    assert_eq!(run.status, Some(1));
+    assert!(
+        run.stderr.contains("broken.json is not valid JSON"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_new_rust_plugin_builds_and_passes_its_own_case_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("team-label");
+    let run = agent([
+        "plugin",
+        "new",
+        "team-label",
+        "--lang",
+        "rust",
+        "--dir",
+        &arg(&project),
+    ]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    // A target directory kept between runs: the build is incremental after the first.
+    let target = workspace_root().join("target/scaffold");
+    let build = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .unwrap();
+    assert!(build.success(), "the scaffolded project builds");
+    let wasm = target.join("wasm32-wasip2/release/team_label.wasm");
+    let check = agent(["plugin", "check", &arg(&wasm)]);
+    assert_eq!(check.status, Some(0), "{}", check.stderr);
+    let test = agent([
+        "plugin",
+        "test",
+        &arg(&wasm),
+        "--cases",
+        &arg(&project.join("cases")),
+    ]);
+    assert_eq!(test.status, Some(0), "{}{}", test.stdout, test.stderr);
+    assert!(
+        test.stdout.contains("1 passed, 0 failed"),
+        "{}",
+        test.stdout
+    );
+
+    let again = agent(["plugin", "new", "team-label", "--dir", &arg(&project)]);
+    assert_eq!(again.status, Some(2));
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let bad = agent(["plugin", "new", "Team Label"]);
+    assert_eq!(bad.status, Some(2));
+    assert!(
+        bad.stderr.contains("cannot name a plugin"),
+        "{}",
+        bad.stderr
+    );
+}
