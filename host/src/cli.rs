@@ -156,6 +156,11 @@ pub struct StartArgs {
     /// every namespace served, creating it (labelled as the agent's) or updating it.
     #[arg(long, env = "AGENT_MANAGE_API_KEY_SECRET", requires = "api_key_secret")]
     pub manage_api_key_secret: bool,
+    /// Move every plain env value of a Job's containers into a Secret named after the Job and
+    /// owned by it (deleted with it); the containers read them through secretKeyRef. Needs
+    /// create, get, patch and delete on secrets where Jobs run.
+    #[arg(long, env = "AGENT_ENV_SECRET")]
+    pub env_secret: bool,
     /// Do everything but create Jobs: print each Job and give its run back to the pool.
     #[arg(long)]
     pub dry_run: bool,
@@ -209,6 +214,11 @@ pub struct InstallArgs {
     /// updating that one Secret.
     #[arg(long)]
     pub manage_key_secret: bool,
+    /// The agent moves each Job's plain env into a Secret the Job owns (`agent start
+    /// --env-secret`); --rbac then grants create, get, patch and delete on secrets where Jobs
+    /// run.
+    #[arg(long)]
+    pub env_secret: bool,
     /// Also print the ServiceAccount, Role (or ClusterRole, for several job namespaces) and
     /// RoleBindings the agent needs.
     #[arg(long)]

@@ -24,8 +24,10 @@ const CONFIGMAP_LIMIT: usize = 1 << 20;
 /// The rules the agent needs where its Jobs run: create and follow Jobs, read their pods, logs
 /// and Events. Nothing else: no secrets, no cluster-wide access.
 /// With `managed_secret`, also what `--manage-api-key-secret` needs: creating that Secret,
-/// and reading and updating it (and no other) by name.
-pub fn rules(managed_secret: Option<&str>) -> Value {
+/// and reading and updating it (and no other) by name. With `env_secrets`, what
+/// `--env-secret` needs: creating each Job's Secret, reading one found under its name (a
+/// retried submission), making the Job its owner, deleting it when the Job was refused.
+pub fn rules(managed_secret: Option<&str>, env_secrets: bool) -> Value {
     let mut rules = json!([
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
         {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
@@ -35,6 +37,10 @@ pub fn rules(managed_secret: Option<&str>) -> Value {
         let list = rules.as_array_mut().expect("a list");
         list.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}));
         list.push(json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name], "verbs": ["get", "update"]}));
+    }
+    if env_secrets {
+        let list = rules.as_array_mut().expect("a list");
+        list.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "patch", "delete"]}));
     }
     rules
 }
@@ -129,7 +135,7 @@ fn rbac(args: &InstallArgs, account: &str, job_namespaces: &[String]) -> Vec<Val
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": metadata(args, &role_name, None),
-            "rules": rules(managed_secret(args)),
+            "rules": rules(managed_secret(args), args.env_secret),
         }));
     }
     for namespace in job_namespaces {
@@ -138,7 +144,7 @@ fn rbac(args: &InstallArgs, account: &str, job_namespaces: &[String]) -> Vec<Val
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "Role",
                 "metadata": metadata(args, &role_name, Some(namespace)),
-                "rules": rules(managed_secret(args)),
+                "rules": rules(managed_secret(args), args.env_secret),
             }));
         }
         documents.push(json!({
@@ -382,6 +388,9 @@ fn deployment(
     }
     if managed_secret(args).is_some() {
         env.push(json!({"name": "AGENT_MANAGE_API_KEY_SECRET", "value": "true"}));
+    }
+    if args.env_secret {
+        env.push(json!({"name": "AGENT_ENV_SECRET", "value": "true"}));
     }
     let mut volumes = vec![json!({"name": "cache", "emptyDir": {}})];
     let mut mounts = vec![json!({"name": "cache", "mountPath": CACHE_DIR})];

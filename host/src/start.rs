@@ -106,7 +106,9 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     assemble::fetch_remote_plugins(&mut plugin_args).await?;
     let (_plugin_runtime, chain) = assemble::plugin_chain(&plugin_args, &agent_args)?;
     let plugin_names: Vec<String> = chain.plugins().map(|p| p.name.clone()).collect();
-    let submitter = kube_client.clone().map(Submitter::new);
+    let submitter = kube_client
+        .clone()
+        .map(|client| Submitter::new(client).with_env_secret(args.env_secret));
     let health = Arc::new(Health::new(
         args.poll_interval,
         args.watch.unhealthy_after,

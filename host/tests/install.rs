@@ -273,6 +273,7 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
         "--key-secret",
         "prefect-api-key/key",
         "--manage-key-secret",
+        "--env-secret",
     ]);
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     let install_output = run
@@ -348,6 +349,7 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
             "--api-key-secret",
             "prefect-api-key/key",
             "--manage-api-key-secret",
+            "--env-secret",
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
@@ -371,6 +373,7 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
     let jobs: Api<Job> = Api::namespaced(admin, "default");
     let mut cancel_sent = false;
     let mut completed_sent = false;
+    let mut env_secret_seen = None;
     loop {
         assert!(
             started.elapsed() < Duration::from_secs(90),
@@ -392,6 +395,12 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
             .as_str()
             .map(|pid| pid.split_once(':').unwrap().1.to_string());
         if let Some(name) = &succeeded_job
+            && env_secret_seen.is_none()
+        {
+            env_secret_seen = owned_env_secret(&jobs, &secrets, name).await;
+        }
+        if let Some(name) = &succeeded_job
+            && env_secret_seen.is_some()
             && !completed_sent
             && jobs.get(name).await.ok().and_then(|j| j.status?.succeeded) == Some(1)
         {
@@ -430,6 +439,50 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
         secret.metadata.labels.unwrap()["prefect-agent/agent"],
         "install-rbac"
     );
+    // --env-secret: the Job's env Secret went with the Job.
+    let env_secret = env_secret_seen.unwrap();
+    let gone = Instant::now();
+    while secrets.get_opt(&env_secret).await.unwrap().is_some() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "the env Secret {env_secret} outlived its Job"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The name of the Secret holding Job `name`'s env once the Job reads every plain value from it
+/// and owns it (`--env-secret`); None while the Job or the owner reference is not there yet.
+async fn owned_env_secret(
+    jobs: &Api<Job>,
+    secrets: &Api<k8s_openapi::api::core::v1::Secret>,
+    name: &str,
+) -> Option<String> {
+    let job = serde_json::to_value(jobs.get_opt(name).await.unwrap()?).unwrap();
+    let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        env.iter().all(|var| var.get("value").is_none()),
+        "no plain env value is left in the Job: {env:#?}"
+    );
+    let url = env.iter().find(|v| v["name"] == "PREFECT_API_URL").unwrap();
+    let secret_name = url["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap();
+    assert_eq!(secret_name, name, "the Secret is named after the Job");
+    let secret = secrets.get_opt(secret_name).await.unwrap()?;
+    let key = url["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap();
+    assert!(
+        String::from_utf8_lossy(&secret.data.as_ref().unwrap()[key].0)
+            .starts_with("http://127.0.0.1"),
+        "the Secret holds the value"
+    );
+    let owner = secret.metadata.owner_references?.into_iter().next()?;
+    assert_eq!(
+        (owner.kind.as_str(), Some(owner.uid)),
+        ("Job", job["metadata"]["uid"].as_str().map(str::to_string))
+    );
+    Some(secret_name.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]

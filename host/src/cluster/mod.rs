@@ -1,7 +1,7 @@
-//! Kubernetes, through kube-rs: creating a run's Job exactly once, and the Secret of the API
-//! key flow runs read. (Watching is `crate::watch`'s.) Named `cluster` so that `kube` always
-//! means the crate.
-
+//! Kubernetes, through kube-rs: creating a run's Job exactly once (with the Secret of its env,
+//! under --env-secret), and the Secret of the API key flow runs read. (Watching is
+//! `crate::watch`'s.) Named `cluster` so that `kube` always means the crate.
+mod env_secret;
 pub mod secrets;
 mod submit;
 

@@ -3,9 +3,11 @@
 //! adopted, never duplicated; a 409 for anything else is an error. API errors come back typed,
 //! with a hint for what the operator can do (RBAC, namespace, the invalid field).
 
+use super::env_secret;
 use crate::job::{CLAIM_LABEL, FLOW_RUN_LABEL};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
 /// Where the Job is.
@@ -50,6 +52,14 @@ pub enum SubmitError {
         name: String,
         detail: String,
     },
+    #[error(
+        "cannot create the Secret {namespace}/{name} for the Job's env (--env-secret): {detail}. Resolution: grant `create`, `get`, `patch` and `delete` on `secrets` in that namespace (`agent install --rbac --env-secret` does), or drop --env-secret"
+    )]
+    EnvSecret {
+        namespace: String,
+        name: String,
+        detail: String,
+    },
     #[error("the Job is not a valid batch/v1 Job for the Kubernetes client: {0}")]
     Decode(String),
 }
@@ -59,37 +69,101 @@ const CREATE_ATTEMPTS: u32 = 5;
 
 pub struct Submitter {
     client: kube::Client,
+    env_secret: bool,
 }
 
 impl Submitter {
     pub fn new(client: kube::Client) -> Self {
-        Submitter { client }
+        Submitter {
+            client,
+            env_secret: false,
+        }
+    }
+
+    /// With `on`, every Job's plain env values go into a Secret the Job owns (`--env-secret`).
+    pub fn with_env_secret(mut self, on: bool) -> Self {
+        self.env_secret = on;
+        self
     }
 
     /// Creates `job` (already validated), or adopts the one this claim made before.
     pub async fn create(&self, job: &Value) -> Result<Submitted, SubmitError> {
-        let namespace = job
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_string();
-        let name = job
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let mut job = job.clone();
+        let secret = if self.env_secret {
+            env_secret::split(&mut job)
+        } else {
+            None
+        };
+        let Some(secret) = secret else {
+            return self.create_job(&job).await.map(|(submitted, _)| submitted);
+        };
+        let (namespace, name) = place(&job);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let secret_error = |detail: String| SubmitError::EnvSecret {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            detail,
+        };
+        self.create_env_secret(&secrets, &secret)
+            .await
+            .map_err(secret_error)?;
+        match self.create_job(&job).await {
+            Ok((submitted, uid)) => {
+                let patch = env_secret::owned_by_job(&name, uid.as_deref().unwrap_or_default());
+                if let Err(e) = secrets
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    // The run goes on; only the clean-up with the Job is lost.
+                    tracing::warn!(job = %name, "cannot make the Job own its env Secret; it will outlive the Job: {e}");
+                }
+                Ok(submitted)
+            }
+            Err(e) => {
+                if let Err(delete) = secrets.delete(&name, &DeleteParams::default()).await {
+                    tracing::warn!(job = %name, "cannot delete the env Secret of a Job that was not created: {delete}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the env Secret; one found under its name is taken when it is this claim's (a
+    /// retried submission) and refused otherwise.
+    async fn create_env_secret(&self, secrets: &Api<Secret>, secret: &Value) -> Result<(), String> {
+        let typed: Secret = serde_json::from_value(secret.clone()).map_err(|e| e.to_string())?;
+        match secrets.create(&PostParams::default(), &typed).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let name = typed.metadata.name.as_deref().unwrap_or_default();
+                let found = secrets.get(name).await.map_err(|e| e.to_string())?;
+                let found = serde_json::to_value(found).map_err(|e| e.to_string())?;
+                if env_secret::is_this_claims(&found, secret) {
+                    Ok(())
+                } else {
+                    Err("a Secret of that name exists and is not this run's; remove it or change the name prefix".into())
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Creates the Job; returns where it is and its uid.
+    async fn create_job(&self, job: &Value) -> Result<(Submitted, Option<String>), SubmitError> {
+        let (namespace, name) = place(job);
         let typed: Job =
             serde_json::from_value(job.clone()).map_err(|e| SubmitError::Decode(e.to_string()))?;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
         let mut attempt = 1;
         loop {
             match jobs.create(&PostParams::default(), &typed).await {
-                Ok(_) => {
-                    return Ok(Submitted {
+                Ok(created) => {
+                    let submitted = Submitted {
                         namespace,
                         name,
                         adopted: false,
-                    });
+                    };
+                    return Ok((submitted, created.metadata.uid));
                 }
                 // A create that landed before its answer was lost meets itself here.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -121,7 +195,7 @@ impl Submitter {
         job: &Value,
         namespace: String,
         name: String,
-    ) -> Result<Submitted, SubmitError> {
+    ) -> Result<(Submitted, Option<String>), SubmitError> {
         let existing = jobs
             .get(&name)
             .await
@@ -148,11 +222,12 @@ impl Submitter {
             && found_run == wanted(FLOW_RUN_LABEL)
             && found_claim == wanted(CLAIM_LABEL)
         {
-            Ok(Submitted {
+            let submitted = Submitted {
                 namespace,
                 name,
                 adopted: true,
-            })
+            };
+            Ok((submitted, existing.metadata.uid))
         } else {
             Err(SubmitError::NameTaken {
                 namespace,
@@ -162,6 +237,20 @@ impl Submitter {
             })
         }
     }
+}
+
+/// The Job's namespace and name.
+fn place(job: &Value) -> (String, String) {
+    let text = |pointer: &str, default: &str| {
+        job.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    (
+        text("/metadata/namespace", "default"),
+        text("/metadata/name", ""),
+    )
 }
 
 fn api_error(namespace: String, name: String, status: &kube::core::Status) -> SubmitError {

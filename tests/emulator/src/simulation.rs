@@ -5,7 +5,9 @@
 //! references, foreground deletion), and the Events each of them writes.
 
 use crate::config::{Behaviour, Node, PodRule};
-use crate::state::{Shared, delete_object, events, jobs, now as timestamp, owned_by, pods};
+use crate::state::{
+    Shared, delete_object, events, jobs, now as timestamp, owned_by, pods, secrets,
+};
 use crate::store::Store;
 use crate::validate::parse_quantity;
 use serde_json::{Value, json};
@@ -230,28 +232,31 @@ fn emit(
 // ---------------------------------------------------------------------------------------------
 // Garbage collector
 
-/// Deletes pods whose owner is gone, and finishes foreground deletions whose dependents are.
+/// Deletes pods and Secrets whose owner Jobs are gone, and finishes foreground deletions whose
+/// dependents are.
 fn collect_garbage(store: &mut Store) {
     let owner_uids: std::collections::HashSet<String> =
         store.list(jobs(), None).map(|(_, j)| uid(j)).collect();
-    let orphans: Vec<(String, String)> = store
-        .list(pods(), None)
-        .map(|(_, pod)| pod)
-        .filter(|pod| pod["metadata"].get("deletionTimestamp").is_none())
-        .filter(|pod| {
-            pod["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| {
-                    !refs.is_empty()
-                        && refs
-                            .iter()
-                            .all(|r| !owner_uids.contains(r["uid"].as_str().unwrap_or("")))
-                })
-        })
-        .map(|pod| (namespace(pod).to_string(), name(pod).to_string()))
-        .collect();
-    for (ns, pod) in orphans {
-        delete_object(store, pods(), &ns, &pod, "Background", None);
+    for kind in [pods(), secrets()] {
+        let orphans: Vec<(String, String)> = store
+            .list(kind, None)
+            .map(|(_, object)| object)
+            .filter(|object| object["metadata"].get("deletionTimestamp").is_none())
+            .filter(|object| {
+                object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| {
+                        !refs.is_empty()
+                            && refs
+                                .iter()
+                                .all(|r| !owner_uids.contains(r["uid"].as_str().unwrap_or("")))
+                    })
+            })
+            .map(|object| (namespace(object).to_string(), name(object).to_string()))
+            .collect();
+        for (ns, object) in orphans {
+            delete_object(store, kind, &ns, &object, "Background", None);
+        }
     }
     let deleting: Vec<Value> = store
         .list(jobs(), None)

@@ -93,6 +93,10 @@ pub fn pods() -> &'static Kind {
     kinds::find("", "v1", "pods").expect("served")
 }
 
+pub fn secrets() -> &'static Kind {
+    kinds::find("", "v1", "secrets").expect("served")
+}
+
 pub fn jobs() -> &'static Kind {
     kinds::find("batch", "v1", "jobs").expect("served")
 }
