@@ -92,6 +92,8 @@ enum Expect {
     Job(Value),
     /// A substring of the reason the plugin must reject the run with.
     Rejected(String),
+    /// A substring of the fault the plugin must fail with (bad settings, say).
+    Fault(String),
 }
 
 /// `agent plugin test FILE --cases DIR`: runs the plugin over every case file (JSON or YAML)
@@ -135,7 +137,7 @@ fn run_cases(plugin_path: &Path, dir: &Path) -> anyhow::Result<(usize, usize)> {
         let case: Case = serde_json::from_value(crate::assemble::read_document(&file)?)
             .with_context(|| {
                 format!(
-                    "{} is not a case: expected `job`, `expect` (`job` or `rejected`) and optionally `description`, `config`, `run`",
+                    "{} is not a case: expected `job`, `expect` (`job`, `rejected` or `fault`) and optionally `description`, `config`, `run`",
                     file.display()
                 )
             })?;
@@ -215,6 +217,22 @@ fn run_case(plugin: &Plugin, case: &Case) -> Result<(), String> {
         }
         (Expect::Rejected(reason), Ok(_)) => Err(format!(
             "expected a rejection ({reason:?}), but the plugin returned a Job"
+        )),
+        (Expect::Fault(detail), Err(error @ CallError::Fault { .. })) => {
+            let got = error.to_string();
+            if got.contains(detail.as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "failed with {got:?}, which does not contain {detail:?}"
+                ))
+            }
+        }
+        (Expect::Fault(detail), Err(error)) => {
+            Err(format!("expected a fault ({detail:?}), but {error}"))
+        }
+        (Expect::Fault(detail), Ok(_)) => Err(format!(
+            "expected a fault ({detail:?}), but the plugin returned a Job"
         )),
     }
 }

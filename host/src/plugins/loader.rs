@@ -17,7 +17,9 @@ use wasmtime::component::{Component, Linker};
 /// The interface every plugin must export, and the versions of it this host runs.
 const EXPORT: &str = "agent:plugin/customizer@0.1.";
 /// Imports a plugin may have: our logging and the WASI a language runtime needs to start.
-/// Everything else (sockets, HTTP, ...) is refused at load, so no plugin reaches the network.
+/// `wasi:sockets` is there because runtimes import it whether or not a plugin uses it
+/// (CPython's does); every socket call is refused (see `CallState`). Everything else (HTTP,
+/// ...) is refused at load.
 const ALLOWED_IMPORTS: &[&str] = &[
     "agent:plugin/",
     "wasi:cli/",
@@ -25,6 +27,7 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:clocks/",
     "wasi:random/",
     "wasi:filesystem/",
+    "wasi:sockets/",
 ];
 
 /// A loaded, checked, ready-to-instantiate plugin.
