@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 (cd "$root" && "$bin/jco" guest-types wit --world-name plugin -o plugins/sdk-js/types -q)
 "$bin/tsc" --noEmit --allowJs --checkJs --strict --target es2022 --module es2022 \
   --moduleResolution bundler "$here/plugin.js"
-"$bin/rolldown" "$here/plugin.js" --format esm --platform neutral --external 'agent:plugin/log@0.1.0' \
+"$bin/rolldown" "$here/plugin.js" --format esm --platform neutral --external 'agent:plugin/log@0.1.1' \
   --file "$work/plugin.js" --log-level warn
 "$bin/componentize-js" "$work/plugin.js" --wit "$root/wit" --world-name plugin \
   --disable http fetch-event -o "$out"

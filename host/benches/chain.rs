@@ -6,6 +6,8 @@
 //! Figures are ratios and percentiles from one run, side by side: absolute times on a shared
 //! machine are noisy.
 
+mod common;
+
 use agent::assemble::agent_settings;
 use agent::cli::AgentArgs;
 use agent::plugins::{Limits, PluginSpec, Runtime, RuntimeOptions};
@@ -13,6 +15,7 @@ use agent::prefect::models::RunContext;
 use agent::request::build_request;
 use agent::stock::{STOCK_PLUGIN, stock_template};
 use clap::Parser;
+use common::{micros, percentile};
 use std::time::{Duration, Instant};
 
 const ITERATIONS: usize = 2000;
@@ -139,13 +142,4 @@ fn main() {
         warm_stock.compile_time.as_secs_f64() * 1e3,
         cold_stock.as_secs_f64() / warm_stock.compile_time.as_secs_f64()
     );
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() - 1) as f64 * p / 100.0).round() as usize]
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }

@@ -11,10 +11,10 @@ fn check_describes_a_plugin_and_how_to_pin_it() {
     let run = agent(["plugin", "check", &arg(&plugin("naming"))]);
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     for expected in [
-        "a plugin (agent:plugin/customizer@0.1.0)",
+        "a plugin (agent:plugin/customizer@0.1.1)",
         "name     naming",
         "compile  ",
-        "imports  agent:plugin/types@0.1.0",
+        "imports  agent:plugin/types@0.1.1",
         "#sha256=",
     ] {
         assert!(
@@ -165,5 +165,41 @@ fn a_new_rust_plugin_builds_and_passes_its_own_case_untouched() {
         bad.stderr.contains("cannot name a plugin"),
         "{}",
         bad.stderr
+    );
+}
+
+#[test]
+fn a_plugin_built_against_the_previous_contract_runs_unchanged() {
+    let old = plugin("contract-0-1-0");
+    let check = agent(["plugin", "check", &arg(&old)]);
+    assert_eq!(check.status, Some(0), "{}", check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("a plugin (agent:plugin/customizer@0.1.0)")
+            && check.stdout.contains("agent:plugin/log@0.1.0"),
+        "{}",
+        check.stdout
+    );
+    // The host speaks a newer 0.1: its own WIT says so.
+    let wit = std::fs::read_to_string(workspace_root().join("wit/plugin.wit")).unwrap();
+    assert!(!wit.contains("package agent:plugin@0.1.0;"), "{wit}");
+
+    let render = agent([
+        "render",
+        "--flow-run",
+        &arg(&workspace_root().join("examples/flow-runs/minimal.yaml")),
+        "--plugin",
+        &format!("old={}", arg(&old)),
+        "-o",
+        "json",
+        "--explain",
+    ]);
+    let job = render.json();
+    assert_eq!(job["metadata"]["labels"]["contract"], "0.1.0");
+    assert!(
+        render.stderr.contains("built against agent:plugin@0.1.0"),
+        "its log call reached the host: {}",
+        render.stderr
     );
 }

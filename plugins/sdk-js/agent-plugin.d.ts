@@ -2,8 +2,8 @@
 // wit/plugin.wit with jco) describe what the host sends; these are the plain forms the
 // plugin function receives.
 /// <reference path="./types/plugin.d.ts" />
-import type { FlowRun, AgentSettings } from 'agent:plugin/types@0.1.0';
-import type { Level } from 'agent:plugin/log@0.1.0';
+import type { FlowRun, AgentSettings } from 'agent:plugin/types@0.1.1';
+import type { Level } from 'agent:plugin/log@0.1.1';
 
 /** A batch/v1 Job, as JSON. */
 export type Job = { [field: string]: any };
@@ -29,4 +29,4 @@ export class Rejected extends Error {}
 export function log(level: Level, message: string): void;
 export function definePlugin(
   customize: (request: Request, job: Job) => Job,
-): { customize(request: import('agent:plugin/types@0.1.0').Request, job: string): string };
+): { customize(request: import('agent:plugin/types@0.1.1').Request, job: string): string };

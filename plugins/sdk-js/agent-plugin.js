@@ -10,7 +10,7 @@
 // `job` the batch/v1 Job. Return the Job; throw `new Rejected(reason)` to refuse the run
 // (Prefect marks it FAILED with the reason); any other exception is a fault (CRASHED).
 // Exporting the result as `customizer` is what componentize-js binds. Types: agent-plugin.d.ts.
-import { log as hostLog } from 'agent:plugin/log@0.1.0';
+import { log as hostLog } from 'agent:plugin/log@0.1.1';
 
 /** Policy: this run must not run as asked. It is marked FAILED with this reason. */
 export class Rejected extends Error {}

@@ -28,6 +28,7 @@ pub const PLUGIN_CRATES: &[(&str, &str)] = &[
     ("plugin-policy", "policy"),
     ("plugin-faulty", "faulty"),
     ("plugin-other-world", "other-world"),
+    ("plugin-contract-0-1-0", "contract-0-1-0"),
 ];
 
 /// Builds every plugin (once per test process; cargo makes it a no-op when nothing changed)
@@ -105,4 +106,86 @@ pub fn venv_command(name: &str) -> PathBuf {
 /// A file under `tests/`.
 pub fn tests_path(relative: &str) -> PathBuf {
     workspace_root().join("tests").join(relative)
+}
+
+/// The example plugins in other languages, as `(example folder, SDK folder)`: each is built by
+/// its own `examples/NAME/build.sh`, the command its README gives.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("python-cost-center", "plugins/sdk-python"),
+    ("js-gpu-placement", "plugins/sdk-js"),
+    ("c-resource-caps", "plugins/sdk-c"),
+];
+
+/// The component of example `name` (see [`EXAMPLES`]), built from source by its `build.sh`
+/// unless a build of the very same sources (the example, its SDK, the WIT) is there already:
+/// a Python or JavaScript build takes seconds, and several test binaries use each.
+pub fn example_plugin(name: &str) -> PathBuf {
+    static BUILDS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut builds = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = builds.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let (_, sdk) = EXAMPLES
+        .iter()
+        .find(|(example, _)| *example == name)
+        .unwrap_or_else(|| panic!("no example named {name}: see EXAMPLES"));
+    let root = workspace_root();
+    let example = root.join("examples").join(name);
+    let digest = sources_digest(&[&example, &root.join(sdk), &root.join("wit")]);
+    let dist = root.join("target/plugins/examples");
+    std::fs::create_dir_all(&dist).expect("creating target/plugins/examples");
+    let path = dist.join(format!("{name}-{digest:016x}.wasm"));
+    if !path.exists() {
+        let tmp = dist.join(format!(".{name}.{}.tmp", std::process::id()));
+        let output = Command::new(example.join("build.sh"))
+            .arg(&tmp)
+            .output()
+            .expect("running the example's build.sh");
+        assert!(
+            output.status.success() && tmp.exists(),
+            "examples/{name}/build.sh failed (the toolchains come from tests/setup-*.sh):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::rename(&tmp, &path).expect("installing the example plugin");
+    }
+    builds.push((name.to_string(), path.clone()));
+    path
+}
+
+/// A digest of every source file under `dirs` (build output and installed packages left out).
+fn sources_digest(dirs: &[&Path]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if matches!(
+                name.to_str(),
+                Some("node_modules" | "types" | "target" | "__pycache__")
+            ) {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_none_or(|e| e != "wasm") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in dirs {
+        walk(dir, &mut files);
+    }
+    files.sort();
+    // SipHash with fixed keys: the same sources give the same digest in every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+        std::fs::read(&file).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
 }

@@ -145,10 +145,20 @@ impl PrefectServer {
 
     /// A run of the deployment, scheduled now; returns its id.
     pub fn create_run(&self, deployment: &str, job_variables: Value) -> String {
+        self.create_tagged_run(deployment, job_variables, &[])
+    }
+
+    /// A run of the deployment with `tags`, scheduled now; returns its id.
+    pub fn create_tagged_run(
+        &self,
+        deployment: &str,
+        job_variables: Value,
+        tags: &[&str],
+    ) -> String {
         let run = self.call(
             "POST",
             &format!("/deployments/{deployment}/create_flow_run"),
-            Some(json!({"job_variables": job_variables})),
+            Some(json!({"job_variables": job_variables, "tags": tags})),
         );
         run["id"].as_str().unwrap().to_string()
     }

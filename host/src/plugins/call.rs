@@ -243,6 +243,16 @@ impl WasiView for CallState {
 impl wit_types::Host for CallState {}
 
 impl wit_log::Host for CallState {
+    fn enabled(&mut self, level: Level) -> bool {
+        match level {
+            Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        }
+    }
+
     fn log(&mut self, level: Level, message: String) {
         if self.logs.len() >= MAX_LOG_LINES {
             self.dropped_log_lines += 1;
