@@ -203,3 +203,61 @@ fn a_plugin_built_against_the_previous_contract_runs_unchanged() {
         render.stderr
     );
 }
+
+#[test]
+fn new_python_js_and_c_plugins_build_and_pass_their_own_case_untouched() {
+    let root = workspace_root();
+    // The toolchains tests/setup-*.sh installed, where the scaffolds' build scripts look.
+    let tools = [
+        ("COMPONENTIZE_PY", root.join(".venv/bin/componentize-py")),
+        (
+            "AGENT_JS_TOOLS",
+            root.join("plugins/sdk-js/node_modules/.bin"),
+        ),
+        ("AGENT_PLUGIN_C", agent_tests::c_plugin_tool()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for lang in ["python", "js", "c"] {
+        let project = dir.path().join(format!("team-{lang}"));
+        let run = agent([
+            "plugin",
+            "new",
+            &format!("team-{lang}"),
+            "--lang",
+            lang,
+            "--dir",
+            &arg(&project),
+        ]);
+        assert_eq!(run.status, Some(0), "{lang}: {}", run.stderr);
+        assert!(run.stdout.contains("./build.sh"), "{lang}: {}", run.stdout);
+        let build = std::process::Command::new(project.join("build.sh"))
+            .envs(tools.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            build.status.success(),
+            "{lang}: the scaffolded project builds:\n{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let wasm = project.join(format!("team_{lang}.wasm"));
+        let test = agent([
+            "plugin",
+            "test",
+            &arg(&wasm),
+            "--cases",
+            &arg(&project.join("cases")),
+        ]);
+        assert_eq!(
+            test.status,
+            Some(0),
+            "{lang}: {}{}",
+            test.stdout,
+            test.stderr
+        );
+        assert!(
+            test.stdout.contains("1 passed, 0 failed"),
+            "{lang}: {}",
+            test.stdout
+        );
+    }
+}

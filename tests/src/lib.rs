@@ -189,3 +189,23 @@ fn sources_digest(dirs: &[&Path]) -> u64 {
     }
     hasher.finish()
 }
+
+/// `agent-plugin-c` (plugins/sdk-c), built as the C example's build.sh builds it.
+pub fn c_plugin_tool() -> PathBuf {
+    let target_dir = workspace_root().join("target").join("plugins");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "agent-plugin-c",
+            "--manifest-path",
+        ])
+        .arg(workspace_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("running cargo to build agent-plugin-c");
+    assert!(status.success(), "building agent-plugin-c failed");
+    target_dir.join("debug").join("agent-plugin-c")
+}
