@@ -114,6 +114,56 @@ pub fn set_label(job: &mut Value, key: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets `key=value` in the annotations of the Job and of its pod template.
+pub fn set_annotation(job: &mut Value, key: &str, value: &str) -> Result<(), Error> {
+    for path in [
+        &["metadata", "annotations"][..],
+        &["spec", "template", "metadata", "annotations"][..],
+    ] {
+        object_at(job, path)?.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(())
+}
+
+/// Sets `resources.requests` / `resources.limits` entries of a container (`("cpu", "500m")`);
+/// entries not named stay as they are.
+pub fn set_resources(
+    container: &mut Map<String, Value>,
+    requests: &[(&str, &str)],
+    limits: &[(&str, &str)],
+) -> Result<(), Error> {
+    for (kind, entries) in [("requests", requests), ("limits", limits)] {
+        if entries.is_empty() {
+            continue;
+        }
+        let values = object_at_map(object_at_map(container, "resources")?, kind)?;
+        for (name, quantity) in entries {
+            values.insert(name.to_string(), Value::String(quantity.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `job`: objects merge key by key, `null` removes a
+/// key, anything else (lists included) replaces.
+pub fn merge_patch(job: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *job = patch.clone();
+        return;
+    };
+    if !job.is_object() {
+        *job = Value::Object(Map::new());
+    }
+    let target = job.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
 /// Appends `item` to the list `key` of `object` unless an item with the same `name` is there.
 pub fn add_named(object: &mut Map<String, Value>, key: &str, item: Value) -> Result<bool, Error> {
     let list = array_at(object, key)?;
@@ -152,6 +202,37 @@ pub fn add_volumes(job: &mut Value, volumes: &[Value], mounts: &[Value]) -> Resu
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn merge_patch_merges_objects_removes_nulls_and_replaces_lists() {
+        let mut job = json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "spec": {"list": [1, 2]}});
+        merge_patch(
+            &mut job,
+            &json!({"metadata": {"labels": {"x": null, "z": "3"}}, "spec": {"list": [3]}}),
+        );
+        assert_eq!(
+            job,
+            json!({"metadata": {"name": "a", "labels": {"y": "2", "z": "3"}}, "spec": {"list": [3]}})
+        );
+    }
+
+    #[test]
+    fn resources_and_annotations_are_set_where_named() {
+        let mut job = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1"}}}]}}}});
+        set_annotation(&mut job, "team", "data").unwrap();
+        let container = containers(&mut job).unwrap().remove(0);
+        set_resources(container, &[("memory", "1Gi")], &[("memory", "2Gi")]).unwrap();
+        assert_eq!(job["metadata"]["annotations"]["team"], "data");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["annotations"]["team"],
+            "data"
+        );
+        let resources = &job["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            resources,
+            &json!({"requests": {"memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}})
+        );
+    }
 
     #[test]
     fn object_at_creates_missing_objects() {

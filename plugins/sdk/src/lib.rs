@@ -2,7 +2,10 @@
 //!
 //! A plugin implements [`Plugin`] (the Job in, the Job out, as `serde_json::Value`) and exports
 //! itself with [`export_plugin!`]. The JSON text at the WIT boundary, the bindings and the
-//! error mapping are handled here, so a plugin crate holds only its own decision.
+//! error mapping are handled here, so a plugin crate holds only its own decision. [`job`] has
+//! the common edits (env, labels, annotations, volumes and mounts, resources, a merge patch);
+//! [`testing`] runs a plugin natively in unit tests; with the `typed` feature, [`typed`] gives
+//! the Job as k8s-openapi's `Job`.
 //!
 //! ```ignore
 //! struct Naming;
@@ -15,6 +18,9 @@
 pub mod job;
 pub mod log;
 pub mod quantity;
+pub mod testing;
+#[cfg(feature = "typed")]
+pub mod typed;
 
 #[doc(hidden)]
 pub mod bindings {
