@@ -8,38 +8,16 @@
 
 mod common;
 
-use agent::assemble::agent_settings;
-use agent::cli::AgentArgs;
 use agent::plugins::{Limits, PluginSpec, Runtime, RuntimeOptions};
-use agent::prefect::models::RunContext;
-use agent::request::build_request;
-use agent::stock::{STOCK_PLUGIN, stock_template};
-use clap::Parser;
+use agent::stock::STOCK_PLUGIN;
 use common::{micros, percentile};
 use std::time::{Duration, Instant};
 
 const ITERATIONS: usize = 2000;
 const WARMUP: usize = 100;
 
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    agent: AgentArgs,
-}
-
 fn main() {
-    let root = agent_tests::workspace_root();
-    let run: RunContext = serde_json::from_str(
-        &std::fs::read_to_string(root.join("examples/flow-runs/etl-nightly.json")).unwrap(),
-    )
-    .unwrap();
-    let agent = Args::parse_from(["bench", "--api-url", "http://prefect:4200/api"]).agent;
-    let request = build_request(
-        &run,
-        agent_settings(&agent, Some("3.8.8".into())),
-        &Default::default(),
-        &stock_template(),
-    );
+    let request = common::example_request(|_| {});
 
     let cache = tempfile::tempdir().unwrap();
     let options = RuntimeOptions {

@@ -4,45 +4,25 @@
 //!
 //! `cargo bench -p agent --bench languages` prints per plugin: component size, compile time
 //! (cold) and load time from the precompiled cache, and p50/p99 of instantiation and of the
-//! call. Figures from one run, side by side: absolute times on a shared machine are noisy.
+//! call; each twice: with initial memory mapped copy-on-write (the agent's engine) and copied
+//! into every instance. Figures from one run, side by side: absolute times on a shared machine
+//! are noisy.
 
 mod common;
 
-use agent::assemble::agent_settings;
-use agent::cli::AgentArgs;
 use agent::plugins::{Limits, PluginSpec, Runtime, RuntimeOptions};
-use agent::prefect::models::RunContext;
-use agent::request::build_request;
-use agent::stock::{STOCK_PLUGIN, stock_template};
-use clap::Parser;
+use agent::stock::STOCK_PLUGIN;
 use common::{micros, percentile};
 use std::time::Duration;
 
 const ITERATIONS: usize = 500;
 const WARMUP: usize = 20;
 
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    agent: AgentArgs,
-}
-
 fn main() {
-    let root = agent_tests::workspace_root();
-    let mut run: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("examples/flow-runs/etl-nightly.json")).unwrap(),
-    )
-    .unwrap();
-    run["flow_run"]["tags"] = serde_json::json!(["etl", "cost-center:finance"]);
-    run["flow_run"]["job_variables"]["gpu"] = serde_json::json!("a100");
-    let run: RunContext = serde_json::from_value(run).unwrap();
-    let agent = Args::parse_from(["bench", "--api-url", "http://prefect:4200/api"]).agent;
-    let request = build_request(
-        &run,
-        agent_settings(&agent, Some("3.8.8".into())),
-        &Default::default(),
-        &stock_template(),
-    );
+    let request = common::example_request(|run| {
+        run["flow_run"]["tags"] = serde_json::json!(["etl", "cost-center:finance"]);
+        run["flow_run"]["job_variables"]["gpu"] = serde_json::json!("a100");
+    });
 
     let cache = tempfile::tempdir().unwrap();
     let options = RuntimeOptions {
@@ -83,7 +63,7 @@ fn main() {
     ];
     println!("{ITERATIONS} calls each (after {WARMUP} warm-up), fresh instance per call");
     println!(
-        "{:<8} {:>9} {:>11} {:>11} {:>14} {:>14} {:>12} {:>12}",
+        "{:<14} {:>9} {:>11} {:>11} {:>14} {:>14} {:>12} {:>12}",
         "language",
         "size",
         "compile",
@@ -93,6 +73,13 @@ fn main() {
         "call p50",
         "call p99"
     );
+    // The same plugins on an engine that copies initial memory into each instance: what
+    // copy-on-write mapping saves, side by side.
+    let copying = Runtime::new(&RuntimeOptions {
+        memory_init_cow: false,
+        ..options.clone()
+    })
+    .unwrap();
     for (language, path, config) in plugins {
         let spec = PluginSpec {
             name: language.into(),
@@ -109,24 +96,30 @@ fn main() {
                 .collect(),
             ..request.clone()
         };
-        let (mut instantiate, mut call) = (Vec::new(), Vec::new());
-        for iteration in 0..WARMUP + ITERATIONS {
-            let output = plugin.call(&request, &job).unwrap();
-            if iteration >= WARMUP {
-                instantiate.push(output.instantiate_time);
-                call.push(output.call_time);
+        let copied = copying.load(&spec, limits).unwrap();
+        for (label, plugin, compile) in [
+            (language.to_string(), &plugin, plugin.compile_time),
+            (format!("{language}, copied"), &copied, plugin.compile_time),
+        ] {
+            let (mut instantiate, mut call) = (Vec::new(), Vec::new());
+            for iteration in 0..WARMUP + ITERATIONS {
+                let output = plugin.call(&request, &job).unwrap();
+                if iteration >= WARMUP {
+                    instantiate.push(output.instantiate_time);
+                    call.push(output.call_time);
+                }
             }
+            println!(
+                "{:<14} {:>7}KB {:>8.0} ms {:>8.2} ms {:>14} {:>14} {:>12} {:>12}",
+                label,
+                plugin.size / 1024,
+                compile.as_secs_f64() * 1e3,
+                cached.compile_time.as_secs_f64() * 1e3,
+                micros(percentile(&mut instantiate, 50.0)),
+                micros(percentile(&mut instantiate, 99.0)),
+                micros(percentile(&mut call, 50.0)),
+                micros(percentile(&mut call, 99.0)),
+            );
         }
-        println!(
-            "{:<8} {:>7}KB {:>8.0} ms {:>8.2} ms {:>14} {:>14} {:>12} {:>12}",
-            language,
-            plugin.size / 1024,
-            plugin.compile_time.as_secs_f64() * 1e3,
-            cached.compile_time.as_secs_f64() * 1e3,
-            micros(percentile(&mut instantiate, 50.0)),
-            micros(percentile(&mut instantiate, 99.0)),
-            micros(percentile(&mut call, 50.0)),
-            micros(percentile(&mut call, 99.0)),
-        );
     }
 }

@@ -24,18 +24,7 @@ fn cache() -> &'static std::path::Path {
 }
 
 fn agent(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(args)
-        .env("AGENT_PLUGIN_CACHE", cache())
-        .env_remove("PREFECT_API_URL")
-        .env("AGENT_LOG", "warn")
-        .output()
-        .expect("running the agent binary");
-    Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    common::agent_with_cache(args, cache())
 }
 
 /// The three examples, built, as `NAME=PATH` plugin arguments.

@@ -140,21 +140,7 @@ fn a_new_rust_plugin_builds_and_passes_its_own_case_untouched() {
         .unwrap();
     assert!(build.success(), "the scaffolded project builds");
     let wasm = target.join("wasm32-wasip2/release/team_label.wasm");
-    let check = agent(["plugin", "check", &arg(&wasm)]);
-    assert_eq!(check.status, Some(0), "{}", check.stderr);
-    let test = agent([
-        "plugin",
-        "test",
-        &arg(&wasm),
-        "--cases",
-        &arg(&project.join("cases")),
-    ]);
-    assert_eq!(test.status, Some(0), "{}{}", test.stdout, test.stderr);
-    assert!(
-        test.stdout.contains("1 passed, 0 failed"),
-        "{}",
-        test.stdout
-    );
+    assert_passes_its_case("rust", &wasm, &project);
 
     let again = agent(["plugin", "new", "team-label", "--dir", &arg(&project)]);
     assert_eq!(again.status, Some(2));
@@ -239,25 +225,31 @@ fn new_python_js_and_c_plugins_build_and_pass_their_own_case_untouched() {
             "{lang}: the scaffolded project builds:\n{}",
             String::from_utf8_lossy(&build.stderr)
         );
-        let wasm = project.join(format!("team_{lang}.wasm"));
-        let test = agent([
-            "plugin",
-            "test",
-            &arg(&wasm),
-            "--cases",
-            &arg(&project.join("cases")),
-        ]);
-        assert_eq!(
-            test.status,
-            Some(0),
-            "{lang}: {}{}",
-            test.stdout,
-            test.stderr
-        );
-        assert!(
-            test.stdout.contains("1 passed, 0 failed"),
-            "{lang}: {}",
-            test.stdout
-        );
+        assert_passes_its_case(lang, &project.join(format!("team_{lang}.wasm")), &project);
     }
+}
+
+/// A scaffolded project's component is a plugin and passes the project's one case.
+fn assert_passes_its_case(lang: &str, wasm: &std::path::Path, project: &std::path::Path) {
+    let check = agent(["plugin", "check", &arg(wasm)]);
+    assert_eq!(check.status, Some(0), "{lang}: {}", check.stderr);
+    let test = agent([
+        "plugin",
+        "test",
+        &arg(wasm),
+        "--cases",
+        &arg(&project.join("cases")),
+    ]);
+    assert_eq!(
+        test.status,
+        Some(0),
+        "{lang}: {}{}",
+        test.stdout,
+        test.stderr
+    );
+    assert!(
+        test.stdout.contains("1 passed, 0 failed"),
+        "{lang}: {}",
+        test.stdout
+    );
 }

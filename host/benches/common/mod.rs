@@ -1,7 +1,38 @@
-//! What the benches share: percentiles and how times are printed.
+//! What the benches share: the example flow run's request, percentiles, how times print.
 #![allow(dead_code)]
 
+use agent::assemble::agent_settings;
+use agent::cli::AgentArgs;
+use agent::plugins::Request;
+use agent::prefect::models::RunContext;
+use agent::request::build_request;
+use agent::stock::stock_template;
+use clap::Parser;
 use std::time::Duration;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+/// The request for `examples/flow-runs/etl-nightly.json`, changed by `edit` first.
+pub fn example_request(edit: impl FnOnce(&mut serde_json::Value)) -> Request {
+    let root = agent_tests::workspace_root();
+    let mut run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("examples/flow-runs/etl-nightly.json")).unwrap(),
+    )
+    .unwrap();
+    edit(&mut run);
+    let run: RunContext = serde_json::from_value(run).unwrap();
+    let agent = Args::parse_from(["bench", "--api-url", "http://prefect:4200/api"]).agent;
+    build_request(
+        &run,
+        agent_settings(&agent, Some("3.8.8".into())),
+        &Default::default(),
+        &stock_template(),
+    )
+}
 
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();

@@ -66,6 +66,10 @@ pub struct RuntimeOptions {
     pub max_concurrent_calls: u32,
     /// The largest limits any plugin will get (sizes the pool's slots).
     pub largest: Limits,
+    /// Map a plugin's initial memory copy-on-write instead of copying it into every new
+    /// instance: a Python or JavaScript component's snapshotted heap is megabytes. Off only to
+    /// measure what it saves (`cargo bench -p agent --bench languages`).
+    pub memory_init_cow: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -74,6 +78,7 @@ impl Default for RuntimeOptions {
             cache_dir: default_cache_dir(),
             max_concurrent_calls: 32,
             largest: Limits::default(),
+            memory_init_cow: true,
         }
     }
 }
@@ -163,6 +168,7 @@ fn engine_config(options: &RuntimeOptions) -> Config {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .memory_init_cow(options.memory_init_cow)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

@@ -27,9 +27,19 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     let cache = tempfile::tempdir().expect("a temp dir");
+    agent_with_cache(args, cache.path())
+}
+
+/// Runs `agent ARGS...` with the plugin cache `cache` (kept across calls: a Python or
+/// JavaScript component takes seconds to compile).
+pub fn agent_with_cache<I, S>(args: I, cache: &Path) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let output: Output = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(args)
-        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env("AGENT_PLUGIN_CACHE", cache)
         .env_remove("PREFECT_API_URL")
         .env("AGENT_LOG", "warn")
         .output()
