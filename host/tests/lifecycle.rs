@@ -820,3 +820,73 @@ async fn one_agent_serves_several_namespaces_and_refuses_the_others() {
     assert!(message.contains("cannot be pulled"), "{message}");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evicted_run_its_engine_rescheduled_is_not_crashed_and_gets_a_new_job() {
+    // Evicted after 60 s of pod time: 3 s at the emulator's speed, time to reschedule first.
+    let Some(cluster) = emulated(vec![rule(
+        "registry.example.com/evicted",
+        Behaviour::Evicted { run_ms: 60_000 },
+        &[],
+    )])
+    .await
+    else {
+        return;
+    };
+    let prefect = server();
+    let deployment = pool_with_deployment(prefect, "life-evict", "registry.example.com/evicted:1");
+    let run = prefect.create_run(&deployment, json!({}));
+    let agent = start(
+        &cluster,
+        prefect,
+        &["--pool", "life-evict", "--name", "life-evict"],
+    );
+    let (namespace, first) = job_of(prefect, &agent, &run).await;
+    // What Prefect's engine does when its pod gets SIGTERM (backoffLimit 0, "reschedule"):
+    // the run waits to run again.
+    prefect.call(
+        "POST",
+        &format!("/flow_runs/{run}/set_state"),
+        Some(json!({"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": true})),
+    );
+    let second = eventually(
+        "the rescheduled run is claimed again, with a new Job name",
+        Duration::from_secs(60),
+        &agent,
+        async || {
+            let pid = prefect.flow_run(&run)["infrastructure_pid"]
+                .as_str()?
+                .to_string();
+            let (_, name) = pid.split_once(':')?;
+            (name != first).then(|| name.to_string())
+        },
+    )
+    .await;
+    // The first Job's eviction ends it, and is not held against the run.
+    eventually(
+        "the first Job's failure is seen and not reported",
+        Duration::from_secs(30),
+        &agent,
+        async || {
+            let log = agent.log();
+            log.lines()
+                .any(|l| l.contains("not reporting a crash") && l.contains(&first))
+                .then_some(())
+        },
+    )
+    .await;
+    // The second Job is the run's own: its eviction does crash the run.
+    let message = state_becomes(prefect, &agent, &run, "CRASHED", Duration::from_secs(60)).await;
+    assert!(message.contains(&second), "{message}");
+    let log = agent.stop().await;
+    assert!(log.contains("not reporting a crash"), "{log}");
+    assert_eq!(
+        count(
+            &prefect.logs(&run),
+            &format!("Job {namespace}/{first} failed")
+        ),
+        0,
+        "the first Job's failure is not told to the rescheduled run: {:#?}",
+        prefect.logs(&run)
+    );
+}
