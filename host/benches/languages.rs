@@ -4,8 +4,8 @@
 //!
 //! `cargo bench -p agent --bench languages` prints per plugin: component size, compile time
 //! (cold) and load time from the precompiled cache, and p50/p99 of instantiation and of the
-//! call; each twice: with initial memory mapped copy-on-write (the agent's engine) and copied
-//! into every instance. Figures from one run, side by side: absolute times on a shared machine
+//! call; each three times: on the agent's engine (initial memory mapped copy-on-write, 32 MiB of
+//! each slot kept resident), with initial memory copied, with slots handed back to the kernel. Figures from one run, side by side: absolute times on a shared machine
 //! are noisy.
 
 mod common;
@@ -73,10 +73,16 @@ fn main() {
         "call p50",
         "call p99"
     );
-    // The same plugins on an engine that copies initial memory into each instance: what
-    // copy-on-write mapping saves, side by side.
+    // The same plugins on engines that copy initial memory into each instance ("copied"), or
+    // hand a slot's memory back to the kernel after each call ("returned", --plugin-keep-resident
+    // 0): what copy-on-write mapping and resident slots save, side by side.
     let copying = Runtime::new(&RuntimeOptions {
         memory_init_cow: false,
+        ..options.clone()
+    })
+    .unwrap();
+    let returning = Runtime::new(&RuntimeOptions {
+        memory_keep_resident: 0,
         ..options.clone()
     })
     .unwrap();
@@ -97,9 +103,15 @@ fn main() {
             ..request.clone()
         };
         let copied = copying.load(&spec, limits).unwrap();
+        let returned = returning.load(&spec, limits).unwrap();
         for (label, plugin, compile) in [
             (language.to_string(), &plugin, plugin.compile_time),
             (format!("{language}, copied"), &copied, plugin.compile_time),
+            (
+                format!("{language}, returned"),
+                &returned,
+                plugin.compile_time,
+            ),
         ] {
             let (mut instantiate, mut call) = (Vec::new(), Vec::new());
             for iteration in 0..WARMUP + ITERATIONS {

@@ -51,6 +51,7 @@ pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Run
                 .or_else(crate::plugins::default_cache_dir)
         },
         largest,
+        memory_keep_resident: args.plugin_keep_resident,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::new(&options).context("starting the plugin runtime")?;

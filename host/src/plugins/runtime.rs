@@ -70,6 +70,9 @@ pub struct RuntimeOptions {
     /// instance: a Python or JavaScript component's snapshotted heap is megabytes. Off only to
     /// measure what it saves (`cargo bench -p agent --bench languages`).
     pub memory_init_cow: bool,
+    /// Bytes of each memory slot reset with `memset` rather than returned to the kernel when
+    /// an instance ends, so the next instance in the slot does not fault those pages in again.
+    pub memory_keep_resident: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -79,6 +82,7 @@ impl Default for RuntimeOptions {
             max_concurrent_calls: 32,
             largest: Limits::default(),
             memory_init_cow: true,
+            memory_keep_resident: 32 << 20,
         }
     }
 }
@@ -162,7 +166,8 @@ fn engine_config(options: &RuntimeOptions) -> Config {
         .max_memory_size(largest.memory_bytes)
         .table_elements(largest.table_elements)
         .max_component_instance_size(1 << 20)
-        .max_core_instance_size(1 << 20);
+        .max_core_instance_size(1 << 20)
+        .linear_memory_keep_resident(options.memory_keep_resident);
 
     let mut config = Config::new();
     config
