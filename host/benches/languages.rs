@@ -78,6 +78,7 @@ fn main() {
     // 0): what copy-on-write mapping and resident slots save, side by side.
     let copying = Runtime::new(&RuntimeOptions {
         memory_init_cow: false,
+        memory_keep_resident: 0,
         ..options.clone()
     })
     .unwrap();
