@@ -14,7 +14,7 @@ use e2e::{cluster, stock_template};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// One plugin cache for the whole binary: a Python component takes seconds to compile, and
 /// the cache is what the agent relies on in production too.
@@ -27,6 +27,20 @@ fn agent(args: &[&str]) -> Run {
     common::agent_with_cache(args, cache())
 }
 
+/// The example's component, built and compiled into the shared cache once: tests running side
+/// by side would otherwise each compile it (seconds for Python and JavaScript).
+fn example(name: &str) -> PathBuf {
+    static WARM: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let path = example_plugin(name);
+    let mut warm = WARM.lock().unwrap_or_else(|e| e.into_inner());
+    if !warm.iter().any(|n| n == name) {
+        let check = agent(&["plugin", "check", &arg(&path)]);
+        assert_eq!(check.status, Some(0), "{name}: {}", check.stderr);
+        warm.push(name.to_string());
+    }
+    path
+}
+
 /// The three examples, built, as `NAME=PATH` plugin arguments.
 fn chain() -> Vec<String> {
     [
@@ -35,7 +49,7 @@ fn chain() -> Vec<String> {
         ("caps", "c-resource-caps"),
     ]
     .iter()
-    .map(|(name, example)| format!("{name}={}", arg(&example_plugin(example))))
+    .map(|(name, folder)| format!("{name}={}", arg(&example(folder))))
     .collect()
 }
 
@@ -51,32 +65,29 @@ const SETTINGS: &[&str] = &[
 
 #[test]
 fn each_language_builds_from_source_passes_its_cases_and_is_a_plugin_of_this_contract() {
-    for (example, _) in EXAMPLES {
-        let component = example_plugin(example);
+    for (folder, _) in EXAMPLES {
+        let component = example(folder);
         let check = agent(&["plugin", "check", &arg(&component)]);
-        assert_eq!(check.status, Some(0), "{example}: {}", check.stderr);
+        assert_eq!(check.status, Some(0), "{folder}: {}", check.stderr);
         assert!(
             check
                 .stdout
                 .contains("a plugin (agent:plugin/customizer@0.1.1)"),
-            "{example}: {}",
+            "{folder}: {}",
             check.stdout
         );
-        let cases: PathBuf = workspace_root()
-            .join("examples")
-            .join(example)
-            .join("cases");
+        let cases: PathBuf = workspace_root().join("examples").join(folder).join("cases");
         let test = agent(&["plugin", "test", &arg(&component), "--cases", &arg(&cases)]);
         assert_eq!(
             test.status,
             Some(0),
-            "{example}: {}{}",
+            "{folder}: {}{}",
             test.stdout,
             test.stderr
         );
         assert!(
             test.stdout.contains(" passed, 0 failed") && !test.stdout.starts_with("0 passed"),
-            "{example}: {}",
+            "{folder}: {}",
             test.stdout
         );
     }
