@@ -88,13 +88,12 @@ impl Submitter {
 
     /// Creates `job` (already validated), or adopts the one this claim made before.
     pub async fn create(&self, job: &Value) -> Result<Submitted, SubmitError> {
+        if !self.env_secret {
+            return self.create_job(job).await.map(|(submitted, _)| submitted);
+        }
+        // Only --env-secret rewrites the Job, so only it pays for a copy.
         let mut job = job.clone();
-        let secret = if self.env_secret {
-            env_secret::split(&mut job)
-        } else {
-            None
-        };
-        let Some(secret) = secret else {
+        let Some(secret) = env_secret::split(&mut job) else {
             return self.create_job(&job).await.map(|(submitted, _)| submitted);
         };
         let (namespace, name) = place(&job);
