@@ -1,19 +1,21 @@
-//! From flags to working parts: the plugin runtime and chain, the agent settings plugins see,
-//! the base job template. Shared by every command that builds Jobs.
+//! From settings to working parts: the plugin runtime and chain, the agent settings plugins
+//! see, the base job template. Shared by every command that builds Jobs.
 
-use crate::cli::{AgentArgs, PluginArgs};
 use crate::plugins::{
     AgentSettings, Chain, Link, PluginSpec, Runtime, RuntimeOptions, SecretKeyRef,
 };
+use crate::settings::{JobDefaults, PluginSettings};
 use crate::stock::{STOCK_PLUGIN, STOCK_PLUGIN_NAME, stock_template};
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
-use std::path::Path;
 
 /// Loads the stock plugin and then `args.plugins`, checking every `--plugin-config` and
 /// `--plugin-limit` names a loaded plugin. The stock plugin also gets the settings `agent`'s
 /// flags make for it.
-pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Runtime, Chain)> {
+pub fn plugin_chain(
+    args: &PluginSettings,
+    agent: &JobDefaults,
+) -> anyhow::Result<(Runtime, Chain)> {
     let stock = PluginSpec::builtin(STOCK_PLUGIN_NAME);
     let specs: Vec<&PluginSpec> = std::iter::once(&stock).chain(&args.plugins).collect();
     let mut names: Vec<&str> = Vec::new();
@@ -26,7 +28,7 @@ pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Run
         }
         names.push(&spec.name);
     }
-    for setting in args.plugin_config.iter().chain(&args.plugin_limits) {
+    for setting in args.config.iter().chain(&args.limits) {
         if !names.contains(&setting.plugin.as_str()) {
             bail!(
                 "{}.{}: no plugin named {:?} is loaded (loaded: {})",
@@ -43,15 +45,9 @@ pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Run
         .collect::<anyhow::Result<Vec<_>>>()?;
     let largest = limits.iter().fold(limits[0], |a, b| a.max(b));
     let options = RuntimeOptions {
-        cache_dir: if args.no_plugin_cache {
-            None
-        } else {
-            args.plugin_cache
-                .clone()
-                .or_else(crate::plugins::default_cache_dir)
-        },
+        cache_dir: args.cache_dir.clone(),
         largest,
-        memory_keep_resident: args.plugin_keep_resident,
+        memory_keep_resident: args.keep_resident,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::new(&options).context("starting the plugin runtime")?;
@@ -77,7 +73,7 @@ pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Run
             Vec::new()
         };
         config.extend(
-            args.plugin_config
+            args.config
                 .iter()
                 .filter(|s| s.plugin == plugin.name)
                 .map(|s| (s.key.clone(), s.value.clone())),
@@ -88,11 +84,8 @@ pub fn plugin_chain(args: &PluginArgs, agent: &AgentArgs) -> anyhow::Result<(Run
 }
 
 /// Settings of the stock plugin that come from agent flags (`--volume`, `--volume-mount`).
-fn stock_config(agent: &AgentArgs) -> Vec<(String, String)> {
-    let joined = |lists: &[crate::cli::NamedList]| {
-        let items: Vec<&Value> = lists.iter().flat_map(|l| &l.0).collect();
-        serde_json::to_string(&items).expect("JSON values serialize")
-    };
+fn stock_config(agent: &JobDefaults) -> Vec<(String, String)> {
+    let joined = |items: &[Value]| serde_json::to_string(items).expect("JSON values serialize");
     let mut config = Vec::new();
     if !agent.volumes.is_empty() {
         config.push(("volumes".into(), joined(&agent.volumes)));
@@ -108,12 +101,12 @@ fn stock_config(agent: &AgentArgs) -> Vec<(String, String)> {
 
 /// Downloads the plugins given as URLs (pinned by sha256) into the plugin cache, and points
 /// their specs at the downloaded files.
-pub async fn fetch_remote_plugins(args: &mut PluginArgs) -> anyhow::Result<()> {
+pub async fn fetch_remote_plugins(args: &mut PluginSettings) -> anyhow::Result<()> {
     if !args.plugins.iter().any(crate::plugins::is_remote) {
         return Ok(());
     }
     let dir = args
-        .plugin_cache
+        .cache_dir
         .clone()
         .or_else(crate::plugins::default_cache_dir)
         .unwrap_or_else(|| std::env::temp_dir().join("prefect-agent-plugins"))
@@ -122,7 +115,7 @@ pub async fn fetch_remote_plugins(args: &mut PluginArgs) -> anyhow::Result<()> {
 }
 
 /// What plugins are told about the agent.
-pub fn agent_settings(args: &AgentArgs, prefect_version: Option<String>) -> AgentSettings {
+pub fn agent_settings(args: &JobDefaults, prefect_version: Option<String>) -> AgentSettings {
     AgentSettings {
         name: args.name.clone(),
         namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -141,7 +134,7 @@ pub fn agent_settings(args: &AgentArgs, prefect_version: Option<String>) -> Agen
 }
 
 /// `--env` pairs, plus what other flags put in every flow run's environment.
-fn agent_env(args: &AgentArgs) -> Vec<(String, String)> {
+fn agent_env(args: &JobDefaults) -> Vec<(String, String)> {
     let mut env = args.env.clone();
     if args.no_cloud_logs {
         env.push(("PREFECT_LOGGING_TO_API_ENABLED".into(), "false".into()));
@@ -150,7 +143,7 @@ fn agent_env(args: &AgentArgs) -> Vec<(String, String)> {
 }
 
 /// The job variables the agent's flags set, between the pool's defaults and the deployment's.
-pub fn agent_job_variables(args: &AgentArgs) -> Map<String, Value> {
+pub fn agent_job_variables(args: &JobDefaults) -> Map<String, Value> {
     let mut variables = Map::new();
     if let Some(namespace) = &args.namespace {
         variables.insert("namespace".into(), json!(namespace));
@@ -183,23 +176,5 @@ pub fn base_job_template(
         Some(_) => bail!(
             "the template is neither a base job template (with `job_configuration`) nor a Job manifest (`kind: Job`)"
         ),
-    }
-}
-
-/// Reads a JSON or YAML file into a value, naming the file in every error.
-pub fn read_document(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_document(&text, &path.display().to_string())
-}
-
-/// JSON (a name ending in .json, or text starting with `{`) or YAML; `name` says where it came
-/// from in errors.
-pub fn parse_document(text: &str, name: &str) -> anyhow::Result<Value> {
-    let is_json = name.ends_with(".json") || text.trim_start().starts_with('{');
-    if is_json {
-        serde_json::from_str(text).with_context(|| format!("{name} is not valid JSON"))
-    } else {
-        serde_yaml_ng::from_str(text).with_context(|| format!("{name} is not valid YAML"))
     }
 }

@@ -1,7 +1,7 @@
 //! Command-line flags. Every flag says what it does, its default and its environment variable;
 //! the commands themselves live in their own modules.
 
-use crate::plugins::{Limits, PluginSpec};
+use crate::plugins::PluginSpec;
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -300,6 +300,9 @@ pub struct WatchArgs {
     /// A file rewritten after every successful poll, for exec liveness probes.
     #[arg(long, env = "AGENT_HEARTBEAT_FILE", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub heartbeat_file: Option<PathBuf>,
+    /// How many lines of a failed pod's log a crash report quotes (Prefect's worker: 500).
+    #[arg(long, env = "AGENT_CRASH_LOG_LINES", default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub crash_log_lines: u32,
 }
 
 #[derive(Debug, Args)]
@@ -401,19 +404,6 @@ pub struct AgentArgs {
     pub default_image: String,
 }
 
-impl AgentArgs {
-    /// The namespaces Jobs may go to, the default first; empty: any.
-    pub fn namespaces(&self) -> Vec<String> {
-        let mut namespaces: Vec<String> = self.namespace.iter().cloned().collect();
-        for namespace in &self.job_namespaces {
-            if !namespaces.contains(namespace) {
-                namespaces.push(namespace.clone());
-            }
-        }
-        namespaces
-    }
-}
-
 /// Which plugins run, with what settings and limits.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Plugins")]
@@ -426,21 +416,26 @@ pub struct PluginArgs {
     /// A setting for one plugin: NAME.KEY=VALUE (repeatable).
     #[arg(long = "plugin-config", short = 'c', value_name = "NAME.KEY=VALUE", value_parser = parse_plugin_setting)]
     pub plugin_config: Vec<PluginSetting>,
-    /// Wall time one plugin call may take.
-    #[arg(long, env = "AGENT_PLUGIN_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Wall time one plugin call may take, time in host calls (clocks, sleeps) included
+    /// (10ms to 1h).
+    #[arg(long, env = "AGENT_PLUGIN_TIMEOUT", default_value = "2s", value_parser = parse_timeout)]
     pub plugin_timeout: Duration,
-    /// Linear memory one plugin call may use (like 64MiB, 1GiB).
-    #[arg(long, env = "AGENT_PLUGIN_MEMORY", default_value = "64MiB", value_parser = parse_bytes)]
+    /// Linear memory one plugin call may use (like 64MiB, 1GiB; 1MiB to 4GiB).
+    #[arg(long, env = "AGENT_PLUGIN_MEMORY", default_value = "64MiB", value_parser = parse_plugin_memory)]
     pub plugin_memory: usize,
+    /// The largest Job (JSON) one plugin may return; a larger answer fails the run without
+    /// being read (1KiB to 64MiB).
+    #[arg(long, env = "AGENT_PLUGIN_OUTPUT_LIMIT", default_value = "4MiB", value_parser = parse_output_limit)]
+    pub plugin_output_limit: usize,
     /// Memory of each plugin instance slot kept resident between calls (reset with memset
     /// instead of handed back to the kernel): the next call does not fault it in again. A
-    /// Python plugin's call is about 4x faster with the default; costs up to that much RSS per
-    /// warm slot.
+    /// Python plugin's call is about 2.4x faster with the default; costs up to that much RSS
+    /// per warm slot.
     #[arg(long, env = "AGENT_PLUGIN_KEEP_RESIDENT", default_value = "32MiB", value_parser = parse_bytes)]
     pub plugin_keep_resident: usize,
     /// A limit for one plugin (repeatable): NAME.timeout=DURATION, NAME.memory=SIZE,
-    /// NAME.instances=N, NAME.tables=N, NAME.table-elements=N (defaults 2s, 64MiB, 32, 32,
-    /// 100000; timeout and memory default to --plugin-timeout and --plugin-memory).
+    /// NAME.output=SIZE, NAME.instances=N, NAME.tables=N, NAME.table-elements=N (defaults
+    /// --plugin-timeout, --plugin-memory, --plugin-output-limit, 32, 32, 100000).
     #[arg(long = "plugin-limit", value_name = "NAME.LIMIT=VALUE", value_parser = parse_plugin_setting)]
     pub plugin_limits: Vec<PluginSetting>,
     /// Where compiled plugins are kept between runs [default: the user's cache dir]
@@ -457,42 +452,6 @@ pub struct PluginSetting {
     pub plugin: String,
     pub key: String,
     pub value: String,
-}
-
-impl PluginArgs {
-    /// The limits of plugin `name`: the common flags, then its own `--plugin-limit`s.
-    pub fn limits_for(&self, name: &str) -> Result<Limits, String> {
-        let mut limits = Limits {
-            timeout: self.plugin_timeout,
-            memory_bytes: self.plugin_memory,
-            ..Limits::default()
-        };
-        for setting in self.plugin_limits.iter().filter(|s| s.plugin == name) {
-            let flag = format!(
-                "--plugin-limit {}.{}={}",
-                setting.plugin, setting.key, setting.value
-            );
-            match setting.key.as_str() {
-                "timeout" => {
-                    limits.timeout = humantime::parse_duration(&setting.value)
-                        .map_err(|e| format!("{flag}: {e}"))?
-                }
-                "memory" => {
-                    limits.memory_bytes =
-                        parse_bytes(&setting.value).map_err(|e| format!("{flag}: {e}"))?
-                }
-                "instances" => limits.instances = parse_count(&setting.value, &flag)?,
-                "tables" => limits.tables = parse_count(&setting.value, &flag)?,
-                "table-elements" => limits.table_elements = parse_count(&setting.value, &flag)?,
-                other => {
-                    return Err(format!(
-                        "{flag}: unknown limit {other:?}; use timeout, memory, instances, tables or table-elements"
-                    ));
-                }
-            }
-        }
-        Ok(limits)
-    }
 }
 
 /// Kubernetes objects that each have a `name` (volumes, volume mounts).
@@ -514,7 +473,7 @@ fn parse_named_list(text: &str, required: &[&str]) -> Result<NamedList, String> 
     let value = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
     } else {
-        crate::assemble::read_document(std::path::Path::new(text))
+        crate::document::read_document(std::path::Path::new(text))
             .map_err(|e| format!("{e:#} (expected inline JSON or a JSON/YAML file)"))?
     };
     let items = match value {
@@ -534,13 +493,6 @@ fn parse_named_list(text: &str, required: &[&str]) -> Result<NamedList, String> 
         }
     }
     Ok(NamedList(items))
-}
-
-fn parse_count(text: &str, flag: &str) -> Result<usize, String> {
-    text.parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{flag}: expected a positive whole number"))
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -573,6 +525,55 @@ fn parse_plugin_setting(text: &str) -> Result<PluginSetting, String> {
             "{text:?} is not NAME.KEY=VALUE (NAME is the plugin's name)"
         )),
     }
+}
+
+/// A duration in humantime's form (`10s`, `1m30s`, `250ms`) or, as Prefect's settings take
+/// them, plain seconds (`10`, `2.5`); refused outside `min..=max`.
+pub fn parse_duration_in(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Duration::from_secs_f64(seconds),
+        Ok(_) => return Err(format!("{text:?} is not a duration")),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration like 10s, 1m30s or 250ms ({e})"))?,
+    };
+    if duration < min || duration > max {
+        return Err(format!(
+            "{text} is out of range: allowed from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
+}
+
+/// A size within `min..=max` (see [`parse_bytes`]).
+pub fn parse_bytes_in(text: &str, min: usize, max: usize) -> Result<usize, String> {
+    let bytes = parse_bytes(text)?;
+    if bytes < min || bytes > max {
+        return Err(format!(
+            "{} is out of range: allowed from {} to {}",
+            text.trim(),
+            crate::text::show_bytes(min),
+            crate::text::show_bytes(max)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A plugin call's time limit.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::from_millis(10), Duration::from_secs(3600))
+}
+
+/// A plugin's memory limit: wasm32 memories end at 4 GiB.
+pub fn parse_plugin_memory(text: &str) -> Result<usize, String> {
+    parse_bytes_in(text, 1 << 20, 4 << 30)
+}
+
+/// The largest answer a plugin may give.
+pub fn parse_output_limit(text: &str) -> Result<usize, String> {
+    parse_bytes_in(text, 1 << 10, 64 << 20)
 }
 
 /// `64MiB`, `1GiB`, `512KiB`, `100MB`, `1048576`.

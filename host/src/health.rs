@@ -4,6 +4,7 @@
 //! succeeded for `unhealthy_after` poll intervals (the Prefect API down, the loop stuck), and
 //! healthy again with the next successful poll.
 
+use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -73,7 +74,11 @@ impl Health {
 }
 
 /// Binds `address` (failing now if it cannot) and serves until the process ends.
-pub async fn serve(address: SocketAddr, health: Arc<Health>) -> anyhow::Result<SocketAddr> {
+pub async fn serve(
+    address: SocketAddr,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("--agent-address {address}: cannot listen: {e}"))?;
@@ -81,8 +86,8 @@ pub async fn serve(address: SocketAddr, health: Arc<Health>) -> anyhow::Result<S
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health);
+        .route("/metrics", get(encode_metrics))
+        .with_state(Probes { health, metrics });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("the health server stopped: {e}");
@@ -91,15 +96,22 @@ pub async fn serve(address: SocketAddr, health: Arc<Health>) -> anyhow::Result<S
     Ok(bound)
 }
 
-async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    match health.check() {
+/// What the handlers read.
+#[derive(Clone)]
+struct Probes {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+async fn healthz(State(probes): State<Probes>) -> impl IntoResponse {
+    match probes.health.check() {
         Ok(()) => (StatusCode::OK, "ok\n".to_string()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why + "\n"),
     }
 }
 
-async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.ready.load(Ordering::Relaxed) {
+async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
+    if probes.health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (
@@ -109,12 +121,12 @@ async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn encode_metrics(State(probes): State<Probes>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::global().encode(),
+        probes.metrics.encode(),
     )
 }

@@ -1,8 +1,10 @@
+use agent::cli::{Cli, Command, PluginCommand};
+use agent::settings::{RenderSettings, StartSettings};
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let command = agent::cli::Cli::command();
+    let command = Cli::command();
     let args = match agent::config_file::expand(&command, std::env::args_os().collect()) {
         Ok(args) => args,
         Err(error) => {
@@ -12,24 +14,24 @@ fn main() -> ExitCode {
     };
     let cli = match command
         .try_get_matches_from(args)
-        .and_then(|matches| agent::cli::Cli::from_arg_matches(&matches))
+        .and_then(|matches| Cli::from_arg_matches(&matches))
     {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
     agent::cli::init_logging(&cli.log, cli.log_format);
     match cli.command {
-        agent::cli::Command::Render(args) => agent::render::main(args),
-        agent::cli::Command::Start(args) => agent::start::main(args),
-        agent::cli::Command::Install(args) => agent::install::main(args),
-        agent::cli::Command::Plugin(agent::cli::PluginCommand::Check(args)) => {
-            agent::plugin_tool::check(args)
-        }
-        agent::cli::Command::Plugin(agent::cli::PluginCommand::Test(args)) => {
-            agent::plugin_tool::test(args)
-        }
-        agent::cli::Command::Plugin(agent::cli::PluginCommand::New(args)) => {
-            agent::scaffold::main(args)
-        }
+        Command::Render(args) => agent::render::main(RenderSettings::from_args(args)),
+        Command::Start(args) => match StartSettings::from_args(args) {
+            Ok(settings) => agent::start::main(settings),
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Install(args) => agent::install::main(args),
+        Command::Plugin(PluginCommand::Check(args)) => agent::plugin_tool::check(args),
+        Command::Plugin(PluginCommand::Test(args)) => agent::plugin_tool::test(args),
+        Command::Plugin(PluginCommand::New(args)) => agent::scaffold::main(args),
     }
 }

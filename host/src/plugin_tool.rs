@@ -2,7 +2,7 @@
 //! repository, with no server and no cluster.
 
 use crate::cli::{PluginCheckArgs, PluginTestArgs};
-use crate::job::diff::diff;
+use crate::diff::diff;
 use crate::plugins::{
     AgentSettings, CallError, Limits, Plugin, PluginSpec, Runtime, RuntimeOptions,
 };
@@ -134,7 +134,7 @@ fn run_cases(plugin_path: &Path, dir: &Path) -> anyhow::Result<(usize, usize)> {
     }
     let (mut passed, mut failed) = (0, 0);
     for file in files {
-        let case: Case = serde_json::from_value(crate::assemble::read_document(&file)?)
+        let case: Case = serde_json::from_value(crate::document::read_document(&file)?)
             .with_context(|| {
                 format!(
                     "{} is not a case: expected `job`, `expect` (`job`, `rejected` or `fault`) and optionally `description`, `config`, `run`",

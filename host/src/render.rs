@@ -2,11 +2,13 @@
 //! `agent start` builds and checks it, printed instead of created.
 
 use crate::assemble;
-use crate::cli::{OutputFormat, RenderArgs};
+use crate::cli::OutputFormat;
+use crate::document::read_document;
 use crate::job::{self, Tracking};
 use crate::plugins::{CallError, ChainOutcome};
 use crate::prefect::models::RunContext;
 use crate::request::build_request;
+use crate::settings::RenderSettings;
 use anyhow::Context;
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 /// Exit code when a plugin rejected the run (policy), as opposed to 1 for any failure.
 pub const EXIT_REJECTED: u8 = 3;
 
-pub fn main(args: RenderArgs) -> ExitCode {
+pub fn main(args: RenderSettings) -> ExitCode {
     match render(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -28,15 +30,11 @@ pub fn main(args: RenderArgs) -> ExitCode {
     }
 }
 
-fn render(args: &RenderArgs) -> anyhow::Result<()> {
-    let document = assemble::read_document(&args.flow_run)?;
+fn render(args: &RenderSettings) -> anyhow::Result<()> {
+    let document = read_document(&args.flow_run)?;
     let run: RunContext = serde_json::from_value(document)
         .with_context(|| format!("{} does not describe a flow run (expected flow_run, flow, and optionally deployment and work_pool)", args.flow_run.display()))?;
-    let replacement = args
-        .template
-        .as_deref()
-        .map(assemble::read_document)
-        .transpose()?;
+    let replacement = args.template.as_deref().map(read_document).transpose()?;
     let pool_template = run.work_pool.as_ref().map(|p| &p.base_job_template);
     let template =
         assemble::base_job_template(pool_template, replacement.as_ref()).with_context(|| {
@@ -56,20 +54,15 @@ fn render(args: &RenderArgs) -> anyhow::Result<()> {
             .build()?
             .block_on(assemble::fetch_remote_plugins(&mut plugin_args))?;
     }
-    let (_runtime, chain) = assemble::plugin_chain(&plugin_args, &args.agent)?;
-    let settings = assemble::agent_settings(&args.agent, args.prefect_version.clone());
+    let (_runtime, chain) = assemble::plugin_chain(&plugin_args, &args.jobs)?;
+    let settings = assemble::agent_settings(&args.jobs, args.prefect_version.clone());
     let request = build_request(
         &run,
         settings,
-        &assemble::agent_job_variables(&args.agent),
+        &assemble::agent_job_variables(&args.jobs),
         &template,
     );
-    let tracking = Tracking {
-        flow_run_id: run.flow_run.id.clone(),
-        claim: request.job_name_suffix.clone(),
-        agent: args.agent.name.clone(),
-        namespaces: args.agent.namespaces(),
-    };
+    let tracking = Tracking::for_request(&request, args.jobs.namespaces());
 
     let outcome = chain
         .run(&request)

@@ -16,9 +16,9 @@ pub async fn read(location: &str) -> anyhow::Result<Value> {
     } else if let Some((scheme, rest)) = location.split_once("://") {
         fetch_object(scheme, rest, location).await?
     } else {
-        return crate::assemble::read_document(Path::new(location));
+        return crate::document::read_document(Path::new(location));
     };
-    crate::assemble::parse_document(&text, location)
+    crate::document::parse_document(&text, location)
 }
 
 /// `s3://bucket/key`, `gs://bucket/key`, `az://container/key`.

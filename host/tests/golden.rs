@@ -7,7 +7,7 @@
 
 mod common;
 
-use agent::job::diff::diff;
+use agent::diff::diff;
 use agent_tests::{python, tests_path};
 use common::{agent, arg};
 use serde_json::{Map, Value, json};

@@ -134,7 +134,7 @@ fn an_endless_loop_is_interrupted_at_the_deadline() {
     assert_eq!(kind, FaultKind::Timeout);
     assert_eq!(
         message,
-        "plugin faulty timed out: did not return within 500ms (raise it with --plugin-timeout)"
+        "plugin faulty timed out: did not return within 500ms (raise it with --plugin-timeout or --plugin-limit faulty.timeout=DURATION)"
     );
     assert!(
         took >= Duration::from_millis(500) && took < Duration::from_secs(5),
@@ -154,7 +154,9 @@ fn allocating_a_gibibyte_hits_the_memory_cap() {
         "{message}"
     );
     assert!(
-        message.ends_with("the limit is 64 MiB (raise it with --plugin-memory)"),
+        message.ends_with(
+            "past its limit of 64 MiB (raise it with --plugin-memory or --plugin-limit faulty.memory=SIZE)"
+        ),
         "{message}"
     );
     assert_next_call_works(&faulty);

@@ -6,6 +6,7 @@ use agent::cli::AgentArgs;
 use agent::plugins::Request;
 use agent::prefect::models::RunContext;
 use agent::request::build_request;
+use agent::settings::JobDefaults;
 use agent::stock::stock_template;
 use clap::Parser;
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub fn example_request(edit: impl FnOnce(&mut serde_json::Value)) -> Request {
     let agent = Args::parse_from(["bench", "--api-url", "http://prefect:4200/api"]).agent;
     build_request(
         &run,
-        agent_settings(&agent, Some("3.8.8".into())),
+        agent_settings(&JobDefaults::from_args(&agent), Some("3.8.8".into())),
         &Default::default(),
         &stock_template(),
     )

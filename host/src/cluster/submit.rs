@@ -5,10 +5,12 @@
 
 use super::env_secret;
 use crate::job::{CLAIM_LABEL, FLOW_RUN_LABEL};
+use crate::metrics::{Api as MetricsApi, Metrics};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Where the Job is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +72,15 @@ const CREATE_ATTEMPTS: u32 = 5;
 pub struct Submitter {
     client: kube::Client,
     env_secret: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Submitter {
-    pub fn new(client: kube::Client) -> Self {
+    pub fn new(client: kube::Client, metrics: Arc<Metrics>) -> Self {
         Submitter {
             client,
             env_secret: false,
+            metrics,
         }
     }
 
@@ -168,10 +172,13 @@ impl Submitter {
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     return self.adopt(&jobs, job, namespace, name).await;
                 }
-                Err(kube::Error::Api(status)) => return Err(api_error(namespace, name, &status)),
+                Err(kube::Error::Api(status)) => {
+                    self.metrics.api_error(MetricsApi::kubernetes, status.code);
+                    return Err(api_error(namespace, name, &status));
+                }
                 // Transport errors: the name is the claim's, so trying again cannot duplicate.
                 Err(other) if attempt < CREATE_ATTEMPTS => {
-                    crate::metrics::global().api_error("kubernetes", "transport");
+                    self.metrics.api_error(MetricsApi::kubernetes, "transport");
                     tracing::debug!(job = %name, attempt, "creating the Job failed, retrying: {other}");
                     tokio::time::sleep(std::time::Duration::from_millis(250 * 2u64.pow(attempt)))
                         .await;
@@ -253,7 +260,6 @@ fn place(job: &Value) -> (String, String) {
 }
 
 fn api_error(namespace: String, name: String, status: &kube::core::Status) -> SubmitError {
-    crate::metrics::global().api_error("kubernetes", status.code);
     let hint = match status.code {
         403 => format!(
             "The agent's identity may not create Jobs in namespace {namespace:?}: grant `create` on `jobs` (API group `batch`) there, for example with the Role of `agent install --rbac`."

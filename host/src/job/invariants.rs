@@ -1,6 +1,10 @@
 //! The host's own rules for every Job: tracking labels it can watch by, a deterministic name,
 //! the agent's namespace; and the API server's rules the schema cannot express (names, label
 //! syntax, restart policy), so a bad Job fails here with its field path, not at creation.
+//!
+//! The Kubernetes API emulator of the tests checks the same rules with code of its own
+//! (`tests/emulator/src/validate.rs`), on purpose: it is the independent check of this one.
+//! Do not merge them.
 
 use serde_json::{Map, Value, json};
 
@@ -21,6 +25,18 @@ pub struct Tracking {
     /// The namespaces this agent may create Jobs in (`--namespace`, `--job-namespace`); the
     /// first is where a Job that names none goes. Empty: any, and `default` for none.
     pub namespaces: Vec<String>,
+}
+
+impl Tracking {
+    /// The tracking of the Job built for `request`, which may go to `namespaces`.
+    pub fn for_request(request: &crate::plugins::Request, namespaces: Vec<String>) -> Self {
+        Tracking {
+            flow_run_id: request.flow_run.id.clone(),
+            claim: request.job_name_suffix.clone(),
+            agent: request.agent.name.clone(),
+            namespaces,
+        }
+    }
 }
 
 type Problem = (String, String);

@@ -2,7 +2,6 @@
 //! and name, the agent's namespace, the strict Kubernetes schema and the API server's rules.
 //! An invalid Job fails its run with the field's path and the plugin that last changed it.
 
-pub mod diff;
 mod invariants;
 mod schema;
 
@@ -10,6 +9,7 @@ pub use invariants::{
     AGENT_LABEL, CLAIM_LABEL, FLOW_RUN_LABEL, TRACKING_LABELS, Tracking, label_value,
 };
 
+pub use crate::diff::dotted;
 use crate::plugins::ChainOutcome;
 use serde_json::Value;
 
@@ -59,41 +59,4 @@ pub fn finalize(outcome: &ChainOutcome, tracking: &Tracking) -> Result<Value, In
         });
     }
     Ok(job)
-}
-
-/// `/spec/template/spec/containers/0/name` → `.spec.template.spec.containers[0].name`.
-pub fn dotted(pointer: &str) -> String {
-    if pointer.is_empty() {
-        return ".".into();
-    }
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|segment| {
-            let segment = segment.replace("~1", "/").replace("~0", "~");
-            if segment.chars().all(|c| c.is_ascii_digit()) && !segment.is_empty() {
-                format!("[{segment}]")
-            } else {
-                format!(".{segment}")
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dotted;
-
-    #[test]
-    fn pointers_read_as_field_paths() {
-        assert_eq!(
-            dotted("/spec/template/spec/containers/0/name"),
-            ".spec.template.spec.containers[0].name"
-        );
-        assert_eq!(
-            dotted("/metadata/labels/prefect.io~1flow-run-id"),
-            ".metadata.labels.prefect.io/flow-run-id"
-        );
-        assert_eq!(dotted(""), ".");
-    }
 }

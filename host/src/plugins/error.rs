@@ -30,7 +30,9 @@ pub enum LoadError {
          `wasm-tools component new`"
     )]
     CoreModule { name: String, path: PathBuf },
-    #[error("plugin {name} ({path}): cannot compile the component: {detail}")]
+    #[error(
+        "plugin {name} ({path}): cannot compile the component: {detail}. The file may be damaged or incomplete (a cut-off download or copy): build it again, or download it again and compare its sha256 (`agent plugin check` prints it)"
+    )]
     Compile {
         name: String,
         path: PathBuf,
@@ -67,6 +69,8 @@ pub enum FaultKind {
     NotJson,
     /// It returned JSON that is not a `batch/v1` Job object.
     NotAJob,
+    /// It returned more than a Job can be.
+    OutputTooLarge,
     /// It could not even be instantiated (for example the instance pool is exhausted).
     Instantiate,
 }
@@ -80,6 +84,7 @@ impl FaultKind {
             FaultKind::PluginError => "reported a fault",
             FaultKind::NotJson => "returned something that is not JSON",
             FaultKind::NotAJob => "returned something that is not a batch/v1 Job",
+            FaultKind::OutputTooLarge => "returned too much",
             FaultKind::Instantiate => "could not be instantiated",
         }
     }
@@ -111,7 +116,10 @@ impl CallError {
         Self::fault(
             plugin,
             FaultKind::Timeout,
-            format!("did not return within {limit:?} (raise it with --plugin-timeout)"),
+            format!(
+                "did not return within {} (raise it with --plugin-timeout or --plugin-limit {plugin}.timeout=DURATION)",
+                humantime::format_duration(limit)
+            ),
         )
     }
 

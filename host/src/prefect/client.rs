@@ -1,13 +1,16 @@
 //! The calls a Prefect worker makes, over reqwest: read the pool, heartbeat, fetch scheduled
 //! runs, read deployments and flows, propose states, record the infrastructure, write logs.
 //!
-//! Every request has a timeout; connection errors, timeouts, 429 and 5xx are retried with
-//! exponential back-off and jitter; other 4xx are not (they will not get better).
+//! Every request has a timeout; connection errors, timeouts, truncated or undecodable answers,
+//! 429 and 5xx are retried with exponential back-off and full jitter; other 4xx are not (they
+//! will not get better).
 
 use super::models::{Deployment, Flow, FlowRun, WorkPool};
+use crate::metrics::{Api, Metrics};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Per request.
@@ -72,6 +75,7 @@ pub struct PrefectClient {
     api: String,
     authorization: Option<String>,
     patience: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl PrefectClient {
@@ -81,6 +85,7 @@ impl PrefectClient {
         api: &str,
         api_key: Option<&str>,
         auth_string: Option<&str>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, PrefectError> {
         use base64::Engine;
         let authorization = match (api_key, auth_string) {
@@ -104,6 +109,7 @@ impl PrefectClient {
             api: api.trim_end_matches('/').to_string(),
             authorization,
             patience: PATIENCE,
+            metrics,
         })
     }
 
@@ -143,45 +149,42 @@ impl PrefectClient {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
-                        let text = response.text().await.map_err(|e| PrefectError::Decode {
-                            what: what.into(),
-                            detail: e.to_string(),
-                        })?;
-                        let text = if text.is_empty() {
-                            "null"
-                        } else {
-                            text.as_str()
-                        };
-                        return serde_json::from_str(text).map_err(|e| PrefectError::Decode {
-                            what: what.into(),
-                            detail: e.to_string(),
-                        });
-                    }
-                    let body = response.text().await.unwrap_or_default();
-                    crate::metrics::global().api_error("prefect", status.as_u16());
-                    match status {
-                        StatusCode::TOO_MANY_REQUESTS => format!("429 {body}"),
-                        s if s.is_server_error() => format!("{s} {body}"),
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                            return Err(PrefectError::Unauthorized {
-                                status: status.as_u16(),
-                                what: what.into(),
-                            });
+                        match decode(response).await {
+                            Ok(value) => return Ok(value),
+                            // A truncated or garbled answer: the request may have been applied,
+                            // and every call here is safe to repeat.
+                            Err(detail) => {
+                                self.metrics.api_error(Api::prefect, "decode");
+                                format!("unreadable answer: {detail}")
+                            }
                         }
-                        StatusCode::NOT_FOUND => {
-                            return Err(PrefectError::NotFound { what: what.into() });
-                        }
-                        _ => {
-                            return Err(PrefectError::Status {
-                                what: what.into(),
-                                status: status.as_u16(),
-                                body,
-                            });
+                    } else {
+                        let body = response.text().await.unwrap_or_default();
+                        self.metrics.api_error(Api::prefect, status.as_u16());
+                        match status {
+                            StatusCode::TOO_MANY_REQUESTS => format!("429 {body}"),
+                            s if s.is_server_error() => format!("{s} {body}"),
+                            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                                return Err(PrefectError::Unauthorized {
+                                    status: status.as_u16(),
+                                    what: what.into(),
+                                });
+                            }
+                            StatusCode::NOT_FOUND => {
+                                return Err(PrefectError::NotFound { what: what.into() });
+                            }
+                            _ => {
+                                return Err(PrefectError::Status {
+                                    what: what.into(),
+                                    status: status.as_u16(),
+                                    body,
+                                });
+                            }
                         }
                     }
                 }
                 Err(e) => {
-                    crate::metrics::global().api_error("prefect", "transport");
+                    self.metrics.api_error(Api::prefect, "transport");
                     e.to_string()
                 }
             };
@@ -196,9 +199,9 @@ impl PrefectClient {
                 attempt,
                 "Prefect API request failed, retrying: {retry_reason}"
             );
-            // Full jitter: several agents retrying together do not retry in step.
-            let jittered = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
-            tokio::time::sleep(jittered).await;
+            // Full jitter (a random wait up to the back-off): several agents retrying together
+            // do not retry in step.
+            tokio::time::sleep(backoff.mul_f64(fastrand::f64())).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             attempt += 1;
         }
@@ -465,7 +468,6 @@ impl PrefectClient {
         Ok(())
     }
 
-    /// A line in the run's logs, as the user sees it in the Prefect UI.
     /// The run's latest log messages (up to 200), for not telling a run twice what it was told
     /// before a restart.
     pub async fn recent_log_messages(&self, run: &str) -> Result<Vec<String>, PrefectError> {
@@ -483,19 +485,29 @@ impl PrefectClient {
             .collect())
     }
 
-    pub async fn log(&self, run: &str, level: u8, message: &str) -> Result<(), PrefectError> {
-        let line = json!([{"name": "prefect.agent", "level": level, "message": message, "flow_run_id": run,
-                            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}]);
+    /// Lines for runs' logs (a JSON list of Prefect's `LogCreate`), in one request.
+    pub async fn write_logs(&self, lines: &Value) -> Result<(), PrefectError> {
         let _: Value = self
             .call(
                 Method::POST,
                 "/logs/",
-                Some(&line),
-                &format!("writing logs of flow run {run}"),
+                Some(lines),
+                "writing flow runs' logs",
             )
             .await?;
         Ok(())
     }
+}
+
+/// The body as JSON (an empty body as `null`); `Err` says what was wrong with it.
+async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, String> {
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    let text = if text.is_empty() {
+        "null"
+    } else {
+        text.as_str()
+    };
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// `PENDING` → `Pending`, as Prefect names states.

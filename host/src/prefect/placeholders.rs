@@ -10,17 +10,9 @@
 
 use super::models::RunContext;
 use super::{PrefectClient, PrefectError};
-use regex::Regex;
+use agent_placeholders::{BLOCKS, VARIABLES};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::LazyLock;
-
-const BLOCKS: &str = "prefect.blocks.";
-const VARIABLES: &str = "prefect.variables.";
-
-/// Prefect's `PLACEHOLDER_CAPTURE_REGEX`.
-static PLACEHOLDER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\{\{\s*([\w\.\-\[\]$]+)\s*\}\}").expect("a valid regex"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceholderError {
@@ -157,9 +149,9 @@ fn names_with_prefix(documents: &[&mut Value], prefix: &str) -> BTreeSet<String>
     fn walk(value: &Value, prefix: &str, found: &mut BTreeSet<String>) {
         match value {
             Value::String(text) => found.extend(
-                PLACEHOLDER
-                    .captures_iter(text)
-                    .map(|c| c[1].to_string())
+                agent_placeholders::find(text)
+                    .iter()
+                    .map(|p| p.name.to_string())
                     .filter(|name| name.starts_with(prefix)),
             ),
             Value::Array(items) => items.iter().for_each(|i| walk(i, prefix, found)),
@@ -236,15 +228,16 @@ fn substitute(
 ) -> Result<(), PlaceholderError> {
     match value {
         Value::String(text) => {
-            let found: Vec<(String, String)> = PLACEHOLDER
-                .captures_iter(text)
-                .filter(|c| c[1].starts_with(prefix))
-                .map(|c| (c[0].to_string(), c[1].to_string()))
+            let all = agent_placeholders::find(text);
+            let found: Vec<(String, String)> = all
+                .iter()
+                .filter(|p| p.name.starts_with(prefix))
+                .map(|p| (p.full_match.to_string(), p.name.to_string()))
                 .collect();
             if found.is_empty() {
                 return Ok(());
             }
-            let whole = PLACEHOLDER.captures_iter(text).count() == 1 && found[0].0 == *text;
+            let whole = all.len() == 1 && found[0].0 == *text;
             if whole {
                 *value = lookup(&found[0].1)?.unwrap_or_else(|| Value::String(String::new()));
                 return Ok(());

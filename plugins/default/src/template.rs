@@ -8,83 +8,8 @@
 //! which can read them from the Prefect API; `{{ $ENV }}` placeholders are never resolved,
 //! because plugins have no environment.
 
+use agent_placeholders::{Kind, find_distinct as find_placeholders};
 use serde_json::{Map, Value};
-
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    Standard,
-    EnvVar,
-    Block,
-    Variable,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct Placeholder<'a> {
-    full_match: &'a str,
-    name: &'a str,
-    kind: Kind,
-}
-
-/// The placeholders of `text`, left to right, each once (Python collects them in a set).
-fn find_placeholders(text: &str) -> Vec<Placeholder<'_>> {
-    let mut found: Vec<Placeholder<'_>> = Vec::new();
-    let mut at = 0;
-    while let Some(offset) = text[at..].find("{{") {
-        let start = at + offset;
-        match match_placeholder(text, start) {
-            Some((end, name)) => {
-                let full_match = &text[start..end];
-                if !found.iter().any(|p| p.full_match == full_match) {
-                    found.push(Placeholder {
-                        full_match,
-                        name,
-                        kind: kind_of(name),
-                    });
-                }
-                at = end;
-            }
-            None => at = start + 1,
-        }
-    }
-    found
-}
-
-/// Matches `{{\s*([\w\.\-\[\]$]+)\s*}}` at `start`; returns the end and the name.
-fn match_placeholder(text: &str, start: usize) -> Option<(usize, &str)> {
-    let rest = &text[start + 2..];
-    let name_start = rest.len() - rest.trim_start().len();
-    let after_space = &rest[name_start..];
-    let name_len = after_space
-        .char_indices()
-        .find(|&(_, c)| !is_name_char(c))
-        .map_or(after_space.len(), |(i, _)| i);
-    if name_len == 0 {
-        return None;
-    }
-    let name = &after_space[..name_len];
-    let tail = &after_space[name_len..];
-    let closing = tail.trim_start();
-    closing.starts_with("}}").then(|| {
-        let end = start + 2 + name_start + name_len + (tail.len() - closing.len()) + 2;
-        (end, name)
-    })
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']' | '$')
-}
-
-fn kind_of(name: &str) -> Kind {
-    if name.starts_with("prefect.blocks.") {
-        Kind::Block
-    } else if name.starts_with("prefect.variables.") {
-        Kind::Variable
-    } else if name.starts_with('$') {
-        Kind::EnvVar
-    } else {
-        Kind::Standard
-    }
-}
 
 /// Whether `text` holds any placeholder.
 pub fn has_placeholders(text: &str) -> bool {
@@ -114,13 +39,13 @@ fn apply_to_string(text: &str, values: &Map<String, Value>) -> Option<Value> {
     let placeholders = find_placeholders(text);
     if let [only] = placeholders.as_slice()
         && only.full_match == text
-        && only.kind == Kind::Standard
+        && only.kind() == Kind::Standard
     {
         return lookup(values, only.name).cloned();
     }
     let mut rendered = text.to_string();
     for placeholder in &placeholders {
-        let value = match placeholder.kind {
+        let value = match placeholder.kind() {
             Kind::Standard => lookup(values, placeholder.name),
             Kind::EnvVar => None,
             Kind::Block | Kind::Variable => continue,

@@ -147,21 +147,7 @@ pub fn set_resources(
 /// Applies a JSON merge patch (RFC 7386) to `job`: objects merge key by key, `null` removes a
 /// key, anything else (lists included) replaces.
 pub fn merge_patch(job: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *job = patch.clone();
-        return;
-    };
-    if !job.is_object() {
-        *job = Value::Object(Map::new());
-    }
-    let target = job.as_object_mut().expect("made an object above");
-    for (key, value) in patch {
-        if value.is_null() {
-            target.remove(key);
-        } else {
-            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
+    json_patch::merge(job, patch);
 }
 
 /// Appends `item` to the list `key` of `object` unless an item with the same `name` is there.

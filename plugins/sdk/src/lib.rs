@@ -7,12 +7,18 @@
 //! [`testing`] runs a plugin natively in unit tests; with the `typed` feature, [`typed`] gives
 //! the Job as k8s-openapi's `Job`.
 //!
-//! ```ignore
-//! struct Naming;
-//! impl agent_plugin_sdk::Plugin for Naming {
-//!     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> { ... }
+//! ```no_run
+//! use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value};
+//!
+//! struct Team;
+//! impl Plugin for Team {
+//!     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> {
+//!         let team = request.config("team").unwrap_or("data");
+//!         job["metadata"]["labels"]["team"] = team.into();
+//!         Ok(job)
+//!     }
 //! }
-//! agent_plugin_sdk::export_plugin!(Naming);
+//! agent_plugin_sdk::export_plugin!(Team);
 //! ```
 
 pub mod job;

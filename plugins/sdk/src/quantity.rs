@@ -1,4 +1,8 @@
 //! Kubernetes resource quantities (`500m`, `2`, `1.5Gi`, `1e3`), enough to compare them.
+//!
+//! The Kubernetes API emulator of the tests parses quantities with code of its own
+//! (`tests/emulator/src/validate.rs`), on purpose: it is an independent check of what plugins
+//! write. Do not merge them.
 
 use crate::{Error, Request, RequestExt, fault};
 

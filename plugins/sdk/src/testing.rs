@@ -1,7 +1,19 @@
 //! Run a plugin natively in unit tests, without building a component:
 //!
-//! ```ignore
-//! let job = agent_plugin_sdk::testing::customize::<Naming>(
+//! ```no_run
+//! use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value, json, testing};
+//!
+//! struct Naming;
+//! impl Plugin for Naming {
+//!     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> {
+//!         let prefix = request.config("prefix").unwrap_or_default();
+//!         let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
+//!         job["metadata"]["name"] = format!("{prefix}-{name}").into();
+//!         Ok(job)
+//!     }
+//! }
+//!
+//! let job = testing::customize::<Naming>(
 //!     &testing::request(&[("prefix", "etl")]),
 //!     json!({"metadata": {"name": "crimson-beaver-k3x9"}}),
 //! );

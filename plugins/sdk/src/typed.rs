@@ -1,7 +1,10 @@
 //! The Job as k8s-openapi's typed `Job` (feature `typed`): implement [`TypedPlugin`], export
 //! with `export_plugin!(Typed<YourType>)`.
 //!
-//! ```ignore
+//! ```no_run
+//! use agent_plugin_sdk::typed::{Job, TypedPlugin};
+//! use agent_plugin_sdk::{Error, Request};
+//!
 //! struct Deadline;
 //! impl TypedPlugin for Deadline {
 //!     fn customize(_request: &Request, mut job: Job) -> Result<Job, Error> {

@@ -7,9 +7,9 @@
 //! - `PUT /emulator/node` a `Node` (JSON): capacity, labels, taints
 //! - `GET /emulator/stats` object count and resource version
 
-use crate::api::{error_response, json_response};
 use crate::config::Node;
 use crate::faults::FaultRule;
+use crate::response::{error_response, json_response};
 use crate::state::Shared;
 use crate::status::ApiError;
 use axum::body::Bytes;

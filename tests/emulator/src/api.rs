@@ -3,6 +3,7 @@
 
 use crate::faults::Injected;
 use crate::kinds::{self, Kind};
+use crate::response::{dropped_connection, error_response, json_response};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::state::Shared;
 use crate::status::ApiError;
@@ -915,36 +916,4 @@ fn pod_log(
         None => text,
     };
     Ok(([(header::CONTENT_TYPE, "text/plain")], text).into_response())
-}
-
-pub fn json_response(status: StatusCode, value: &Value, warnings: &[String]) -> Response {
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response();
-    for warning in warnings {
-        if let Ok(header_value) =
-            HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "\\\"")))
-        {
-            response.headers_mut().append(header::WARNING, header_value);
-        }
-    }
-    response
-}
-
-pub fn error_response(error: &ApiError) -> Response {
-    json_response(error.status_code(), &error.to_status(), &[])
-}
-
-/// Headers, then a body that breaks: the client sees the connection die mid-answer.
-fn dropped_connection() -> Response {
-    let broken = futures::stream::once(async {
-        Err::<Bytes, _>(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "injected drop",
-        ))
-    });
-    Response::new(Body::from_stream(broken))
 }

@@ -7,9 +7,16 @@
 //! a declarative script. It is not a cluster: no containers run, no network, no admission
 //! webhooks; see README.md.
 //!
-//! ```ignore
-//! let emulator = kube_emulator::Emulator::start(Config::default()).await?;
-//! let client = kube::Client::try_from(emulator.kube_config().await?)?;
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use kube::config::{KubeConfigOptions, Kubeconfig};
+//! let emulator = kube_emulator::Emulator::start(kube_emulator::Config::default()).await?;
+//! let kubeconfig = Kubeconfig::read_from(emulator.kubeconfig())?;
+//! let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+//! let client = kube::Client::try_from(config)?;
+//! # let _ = client;
+//! # Ok(())
+//! # }
 //! ```
 
 mod admin;
@@ -17,7 +24,9 @@ mod api;
 pub mod config;
 pub mod faults;
 pub mod kinds;
+mod memory;
 mod rbac;
+mod response;
 pub mod selectors;
 mod simulation;
 mod state;

@@ -4,8 +4,8 @@
 use crate::config::{Config, Node};
 use crate::faults::Faults;
 use crate::kinds::{self, Kind};
+use crate::memory::Memory;
 use crate::rbac::Rbac;
-use crate::simulation::Simulation;
 use crate::status::ApiError;
 use crate::store::Store;
 use serde_json::{Value, json};
@@ -20,7 +20,8 @@ pub struct Shared {
     pub restarts: watch::Sender<u64>,
     pub config: Config,
     pub node: RwLock<Node>,
-    pub simulation: Mutex<Simulation>,
+    /// What the simulated components remember.
+    pub simulation: Mutex<Memory>,
     pub wake: Notify,
 }
 
@@ -38,7 +39,7 @@ impl Shared {
             faults: Faults::default(),
             restarts: watch::channel(0).0,
             node: RwLock::new(config.node.clone()),
-            simulation: Mutex::new(Simulation::default()),
+            simulation: Mutex::new(Memory::default()),
             wake: Notify::new(),
             config,
         }

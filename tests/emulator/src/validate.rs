@@ -1,6 +1,11 @@
 //! Admission as the API server does it: decode against the strict schema of the kind (unknown
 //! fields per `fieldValidation`, wrong types → 400), then the rules the schema cannot express
 //! (names, labels, containers, restart policy, quantities, immutable fields → 422).
+//!
+//! The agent checks names, labels and quantities too (`host/src/job/invariants.rs`,
+//! `plugins/sdk/src/quantity.rs`). The two are kept apart on purpose: the emulator stands in
+//! for the API server as an independent check of the agent, so it must not share the agent's
+//! code, or its bugs. Do not merge them.
 
 use crate::kinds::{KINDS, Kind};
 use crate::status::{ApiError, Cause};

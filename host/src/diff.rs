@@ -1,8 +1,18 @@
 //! What changed between two Jobs, as JSON pointers: the smallest subtrees added, removed or
 //! changed. `agent render --explain` shows it; the chain uses it to blame invalid fields.
+//!
+//! Written here rather than taken from json-patch's `diff` on purpose: its output grows with
+//! every changed list item, and a plugin's answer must not be able to make the agent build
+//! millions of paths. Here a long list that changed is one change, and a diff stops at
+//! `MAX_CHANGES`.
 
 use serde_json::Value;
 use std::fmt;
+
+/// Lists longer than this that changed are reported as one change of the list.
+const LONG_LIST: usize = 256;
+/// Changes reported at most; past this the whole document is reported as changed.
+pub const MAX_CHANGES: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -25,17 +35,26 @@ impl fmt::Display for Change {
             ChangeKind::Changed => '~',
             ChangeKind::Removed => '-',
         };
-        write!(f, "{sign} {}", super::dotted(&self.path))
+        write!(f, "{sign} {}", dotted(&self.path))
     }
 }
 
 pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
     let mut changes = Vec::new();
     walk(before, after, &mut String::new(), &mut changes);
+    if changes.len() > MAX_CHANGES {
+        changes = vec![Change {
+            kind: ChangeKind::Changed,
+            path: String::new(),
+        }];
+    }
     changes
 }
 
 fn walk(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Change>) {
+    if changes.len() > MAX_CHANGES {
+        return;
+    }
     match (before, after) {
         (Value::Object(a), Value::Object(b)) => {
             for (key, old) in a {
@@ -59,6 +78,13 @@ fn walk(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Chan
                 });
                 path.truncate(len);
             }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len().max(b.len()) > LONG_LIST => {
+            let changed = a != b;
+            changes.extend(changed.then(|| Change {
+                kind: ChangeKind::Changed,
+                path: path.clone(),
+            }));
         }
         (Value::Array(a), Value::Array(b)) => {
             for i in 0..a.len().max(b.len()) {
@@ -91,6 +117,25 @@ fn push_segment(path: &mut String, key: &str) {
     path.push_str(&key.replace('~', "~0").replace('/', "~1"));
 }
 
+/// `/spec/template/spec/containers/0/name` → `.spec.template.spec.containers[0].name`.
+pub fn dotted(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return ".".into();
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|segment| {
+            let segment = segment.replace("~1", "/").replace("~0", "~");
+            if segment.chars().all(|c| c.is_ascii_digit()) && !segment.is_empty() {
+                format!("[{segment}]")
+            } else {
+                format!(".{segment}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +158,35 @@ mod tests {
                 "+ .kind"
             ]
         );
+    }
+
+    #[test]
+    fn long_lists_and_huge_diffs_stay_small() {
+        let before = json!({"args": []});
+        let after = json!({"args": vec![""; 100_000]});
+        let shown: Vec<String> = diff(&before, &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["~ .args"]);
+        let wide: serde_json::Map<String, Value> =
+            (0..20_000).map(|i| (format!("k{i}"), json!(i))).collect();
+        let changes = diff(&json!({}), &Value::Object(wide));
+        assert_eq!(changes.len(), 1, "the whole document changed");
+        assert_eq!(changes[0].path, "");
+    }
+
+    #[test]
+    fn pointers_read_as_field_paths() {
+        assert_eq!(
+            dotted("/spec/template/spec/containers/0/name"),
+            ".spec.template.spec.containers[0].name"
+        );
+        assert_eq!(
+            dotted("/metadata/labels/prefect.io~1flow-run-id"),
+            ".metadata.labels.prefect.io/flow-run-id"
+        );
+        assert_eq!(dotted(""), ".");
     }
 
     #[test]

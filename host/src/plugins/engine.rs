@@ -1,61 +1,17 @@
-//! One wasmtime `Engine` for the process, configured once: component model, pooling allocator,
-//! epoch interruption driven by a ticker thread. Loading and calling plugins go through it.
+//! One wasmtime `Engine` for the process, configured once (component model, async calls,
+//! pooling allocator, epoch interruption driven by a ticker thread), its `Linker` and the
+//! precompiled cache. Loading plugins goes through it.
 
 use super::bindings::Plugin as PluginWorld;
 use super::cache::Cache;
-use super::call::CallState;
 use super::error::LoadError;
-use super::loader::{self, Plugin};
+use super::limits::{EPOCH_TICK, Limits};
+use super::plugin::{self, Plugin};
 use super::spec::PluginSpec;
+use super::state::CallState;
 use std::path::PathBuf;
-use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-
-/// How often the deadline clock ticks; a call's deadline is accurate to about this.
-pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Per-plugin sandbox limits. A call that breaks one fails alone, with a message naming it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall time for one call, instantiation included.
-    pub timeout: Duration,
-    /// Linear memory, per memory, in bytes.
-    pub memory_bytes: usize,
-    /// Core instances, tables and memories one call may create.
-    pub instances: usize,
-    pub tables: usize,
-    pub memories: usize,
-    /// Elements per table.
-    pub table_elements: usize,
-}
-
-impl Limits {
-    /// Each limit the larger of the two: what an engine running both must allow.
-    pub fn max(self, other: &Limits) -> Limits {
-        Limits {
-            timeout: self.timeout.max(other.timeout),
-            memory_bytes: self.memory_bytes.max(other.memory_bytes),
-            instances: self.instances.max(other.instances),
-            tables: self.tables.max(other.tables),
-            memories: self.memories.max(other.memories),
-            table_elements: self.table_elements.max(other.table_elements),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: Duration::from_secs(2),
-            memory_bytes: 64 << 20,
-            instances: 32,
-            tables: 32,
-            memories: 4,
-            table_elements: 100_000,
-        }
-    }
-}
 
 /// Engine-wide settings, fixed at start.
 #[derive(Debug, Clone)]
@@ -103,8 +59,9 @@ impl Runtime {
         let engine = Engine::new(&engine_config(options))?;
         let mut linker = Linker::new(&engine);
         // The empty WASI environment language runtimes need to start (see `CallState`), and
-        // the one import of our own: logging.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // the one import of our own: logging. Async, so that waiting in WASI (a sleep, a
+        // poll) is a future the call's deadline can drop.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         PluginWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         let cache = options.cache_dir.as_ref().and_then(|dir| match Cache::open(dir, &engine) {
             Ok(cache) => Some(cache),
@@ -138,7 +95,7 @@ impl Runtime {
         bytes: &[u8],
         limits: Limits,
     ) -> Result<Plugin, LoadError> {
-        loader::load(
+        plugin::load(
             &self.engine,
             &self.linker,
             self.cache.as_ref(),
@@ -167,7 +124,9 @@ fn engine_config(options: &RuntimeOptions) -> Config {
         .table_elements(largest.table_elements)
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20)
-        .linear_memory_keep_resident(options.memory_keep_resident);
+        .linear_memory_keep_resident(options.memory_keep_resident)
+        // One fiber stack per call under way (calls are async).
+        .total_stacks(calls);
 
     let mut config = Config::new();
     config

@@ -1,4 +1,5 @@
-//! `agent start` end to end: a real Prefect 3 server (one per test binary), Kubernetes from the
+//! Dispatching (`agent start`: poll → claim → build → submit → report) end to end: a real
+//! Prefect 3 server (one per test binary), Kubernetes from the
 //! emulator — or a real cluster when `AGENT_E2E_KUBECONFIG` names a kubeconfig (then Jobs go to
 //! `AGENT_E2E_NAMESPACE`, default `default`) — and the real `agent` binary. Every test has its
 //! own pool and agent name, and finds its Jobs by the agent's tracking label.

@@ -1,6 +1,6 @@
-//! The agent's loop: poll the pool, claim each scheduled run with a PENDING proposal, build its
-//! Job through the plugin chain, create it, record it, tell the user. Reads top to bottom like
-//! the picture in DESIGN.md: `poll` → `claim` → `build_job` → `submit` → `report`.
+//! Dispatching runs: poll the pool, claim each scheduled run with a PENDING proposal, build its
+//! Job through the plugin chain, create it, record it, tell the user. Reads top to bottom as
+//! the data path: `poll` → `claim` → `build_job` → `submit` → `report_submitted`.
 //!
 //! What happens to the Job after creation (diagnosis, crashes, cancellation, clean-up) is the
 //! `watch` module's.
@@ -8,10 +8,10 @@
 use crate::cluster::{SubmitError, Submitted, Submitter};
 use crate::health::Health;
 use crate::job::{self, InvalidJob, Tracking};
-use crate::metrics;
+use crate::metrics::{CrashReason, Metrics};
 use crate::plugins::{AgentSettings, CallError, Chain};
 use crate::prefect::models::{Deployment, Flow, FlowRun, RunContext, WorkPool};
-use crate::prefect::{PrefectClient, PrefectError, ProposalStatus, placeholders};
+use crate::prefect::{PrefectClient, PrefectError, ProposalStatus, RunLogs, placeholders};
 use crate::request::build_request;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,7 @@ const POLL_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
-pub struct LoopOptions {
+pub struct DispatchOptions {
     pub queues: Vec<String>,
     pub poll_interval: Duration,
     /// Runs scheduled up to this far ahead are claimed now, as Prefect's worker prefetches.
@@ -42,17 +42,26 @@ pub struct LoopOptions {
     pub namespaces: Vec<String>,
 }
 
-/// What the agent needs for every run, built once at start.
-pub struct Agent {
+/// What dispatching needs for every run, built once at start.
+pub struct Parts {
     pub prefect: PrefectClient,
+    pub logs: RunLogs,
+    /// `None` in a dry run.
     pub submitter: Option<Submitter>,
     pub chain: Arc<Chain>,
     pub settings: AgentSettings,
+    /// The job variables the agent's own flags set (`--namespace`, `--service-account-name`).
     pub agent_variables: Map<String, Value>,
     pub template: Value,
     pub pool: WorkPool,
-    pub options: LoopOptions,
+    pub options: DispatchOptions,
     pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Claims and submits runs; one per agent.
+pub struct Dispatcher {
+    parts: Parts,
     in_flight: Mutex<HashSet<String>>,
     flows: Mutex<HashMap<String, Flow>>,
 }
@@ -94,29 +103,10 @@ pub enum Outcome {
     Crashed,
 }
 
-impl Agent {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        prefect: PrefectClient,
-        submitter: Option<Submitter>,
-        chain: Chain,
-        settings: AgentSettings,
-        agent_variables: Map<String, Value>,
-        template: Value,
-        pool: WorkPool,
-        options: LoopOptions,
-        health: Arc<Health>,
-    ) -> Self {
-        Agent {
-            health,
-            prefect,
-            submitter,
-            chain: Arc::new(chain),
-            settings,
-            agent_variables,
-            template,
-            pool,
-            options,
+impl Dispatcher {
+    pub fn new(parts: Parts) -> Self {
+        Dispatcher {
+            parts,
             in_flight: Mutex::new(HashSet::new()),
             flows: Mutex::new(HashMap::new()),
         }
@@ -125,7 +115,7 @@ impl Agent {
     /// Polls until `shutdown` resolves or `max_polls` is reached, then lets the submissions
     /// under way finish (within the grace period). Returns every run's outcome.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Summary {
-        let permits = Arc::new(Semaphore::new(self.options.limit.max(1)));
+        let permits = Arc::new(Semaphore::new(self.parts.options.limit.max(1)));
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut summary = Summary::default();
         tokio::pin!(shutdown);
@@ -134,8 +124,8 @@ impl Agent {
             self.heartbeat().await;
             match self.poll().await {
                 Ok(runs) => {
-                    self.health.polled();
-                    metrics::global().polls.inc();
+                    self.parts.health.polled();
+                    self.parts.metrics.polls.inc();
                     for run in runs {
                         if self.in_flight.lock().unwrap().contains(&run.id) {
                             continue;
@@ -165,7 +155,7 @@ impl Agent {
                 summary.count(done.ok());
             }
             polls += 1;
-            if self.options.max_polls.is_some_and(|max| polls >= max) {
+            if self.parts.options.max_polls.is_some_and(|max| polls >= max) {
                 break;
             }
             tokio::select! {
@@ -173,7 +163,7 @@ impl Agent {
                     self.announce_shutdown(tasks.len());
                     break;
                 }
-                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = tokio::time::sleep(self.parts.options.poll_interval) => {}
             }
         }
         let drain = async {
@@ -181,7 +171,7 @@ impl Agent {
                 summary.count(done.ok());
             }
         };
-        if tokio::time::timeout(self.options.shutdown_grace, drain)
+        if tokio::time::timeout(self.parts.options.shutdown_grace, drain)
             .await
             .is_err()
         {
@@ -193,21 +183,22 @@ impl Agent {
     }
 
     fn announce_shutdown(&self, under_way: usize) {
-        self.health.stopping();
+        self.parts.health.stopping();
         tracing::info!(
             "shutting down: no more polls; waiting up to {:?} for {under_way} submission(s) under way",
-            self.options.shutdown_grace
+            self.parts.options.shutdown_grace
         );
     }
 
     async fn heartbeat(&self) {
         if let Err(e) = self
+            .parts
             .prefect
             .with_patience(POLL_PATIENCE)
             .heartbeat(
-                &self.pool.name,
-                &self.settings.name,
-                self.options.poll_interval * 3,
+                &self.parts.pool.name,
+                &self.parts.settings.name,
+                self.parts.options.poll_interval * 3,
             )
             .await
         {
@@ -217,15 +208,16 @@ impl Agent {
 
     async fn poll(&self) -> Result<Vec<FlowRun>, PrefectError> {
         let before = chrono::Utc::now()
-            + chrono::Duration::from_std(self.options.prefetch).unwrap_or_default();
+            + chrono::Duration::from_std(self.parts.options.prefetch).unwrap_or_default();
         // A failed poll is retried by the next one; per-run calls are more patient.
-        self.prefect
+        self.parts
+            .prefect
             .with_patience(POLL_PATIENCE)
             .scheduled_flow_runs(
-                &self.pool.name,
-                &self.options.queues,
+                &self.parts.pool.name,
+                &self.parts.options.queues,
                 before,
-                self.options.limit * 4,
+                self.parts.options.limit * 4,
             )
             .await
     }
@@ -236,7 +228,7 @@ impl Agent {
         let id = run.id.clone();
         match self.claim(&run).await {
             Ok(Some(claim_id)) => {
-                metrics::global().claimed.inc();
+                self.parts.metrics.claimed.inc();
                 run.state_id = Some(claim_id)
             }
             Ok(None) => return Outcome::ClaimedElsewhere,
@@ -249,31 +241,32 @@ impl Agent {
         let job = match self.build_job(run).await {
             Ok(job) => job,
             Err(Failure::Rejected(message)) => {
-                metrics::global().rejected.inc();
+                self.parts.metrics.rejected.inc();
                 return self
                     .report_failure(&id, "FAILED", &message, Outcome::Rejected)
                     .await;
             }
             Err(Failure::Crashed(reason, message)) => {
-                metrics::global().crash(reason);
+                self.parts.metrics.crash(reason);
                 return self
                     .report_failure(&id, "CRASHED", &message, Outcome::Crashed)
                     .await;
             }
         };
-        if self.options.dry_run {
+        if self.parts.options.dry_run {
             return self.dry_run(&id, &job).await;
         }
         match self.submit(&job).await {
             Ok(submitted) => {
-                metrics::global().submitted.inc();
-                metrics::global()
+                self.parts.metrics.submitted.inc();
+                self.parts
+                    .metrics
                     .claim_to_job
                     .observe(claimed_at.elapsed().as_secs_f64());
                 self.report_submitted(&id, &submitted).await
             }
             Err(e) => {
-                metrics::global().crash("kubernetes");
+                self.parts.metrics.crash(CrashReason::Kubernetes);
                 self.report_failure(
                     &id,
                     "CRASHED",
@@ -293,17 +286,19 @@ impl Agent {
     async fn claim(&self, run: &FlowRun) -> Result<Option<String>, PrefectError> {
         let message = format!(
             "Claimed by agent {} (claim {})",
-            self.settings.name,
+            self.parts.settings.name,
             claim_token()
         );
         let proposal = match self
+            .parts
             .prefect
             .propose_state(&run.id, "PENDING", Some(&message))
             .await
         {
             Ok(proposal) => proposal,
             Err(e @ PrefectError::Unreachable { .. }) => {
-                let (state_id, state_message) = self.prefect.read_flow_run_state(&run.id).await?;
+                let (state_id, state_message) =
+                    self.parts.prefect.read_flow_run_state(&run.id).await?;
                 return if state_message.as_deref() == Some(message.as_str()) {
                     tracing::info!(flow_run = %run.id, "the claim's answer was lost, but the claim is ours: {e}");
                     Ok(state_id)
@@ -325,50 +320,65 @@ impl Agent {
     async fn build_job(&self, run: FlowRun) -> Result<Value, Failure> {
         let mut context = self.context(run).await.map_err(|e| {
             Failure::Crashed(
-                "prefect",
+                CrashReason::Prefect,
                 format!("Reading the run's deployment or flow failed: {e}"),
             )
         })?;
-        let mut template = self.template.clone();
-        placeholders::resolve_run(&self.prefect, &mut context, &mut template)
+        let mut template = self.parts.template.clone();
+        placeholders::resolve_run(&self.parts.prefect, &mut context, &mut template)
             .await
             .map_err(|e| {
                 Failure::Crashed(
-                    "configuration",
+                    CrashReason::Configuration,
                     format!("Resolving the job configuration failed: {e}"),
                 )
             })?;
         let request = build_request(
             &context,
-            self.settings.clone(),
-            &self.agent_variables,
+            self.parts.settings.clone(),
+            &self.parts.agent_variables,
             &template,
         );
-        let tracking = Tracking {
-            flow_run_id: context.flow_run.id.clone(),
-            claim: request.job_name_suffix.clone(),
-            agent: self.settings.name.clone(),
-            namespaces: self.options.namespaces.clone(),
-        };
-        // Plugins are CPU work: keep them off the async runtime's threads.
-        let chain = self.chain.clone();
-        let outcome = tokio::task::spawn_blocking(move || chain.run(&request))
-            .await
-            .map_err(|e| Failure::Crashed("plugin", format!("the plugin chain panicked: {e}")))?;
-        let outcome = outcome.map_err(|e| match e {
+        let tracking = Tracking::for_request(&request, self.parts.options.namespaces.clone());
+        // Plugins, the diff and the checks are CPU work: keep them off the async runtime's
+        // threads.
+        let chain = self.parts.chain.clone();
+        let (outcome, steps) = tokio::task::spawn_blocking(move || {
+            let outcome = chain.run(&request)?;
+            let steps: Vec<(String, Duration)> = outcome
+                .steps
+                .iter()
+                .map(|s| (s.plugin.clone(), s.duration))
+                .collect();
+            Ok::<_, CallError>((job::finalize(&outcome, &tracking), steps))
+        })
+        .await
+        .map_err(|e| {
+            Failure::Crashed(
+                CrashReason::Plugin,
+                format!("the plugin chain panicked: {e}"),
+            )
+        })?
+        .map_err(|e| match e {
             CallError::Rejected { plugin, reason } => {
                 Failure::Rejected(format!("Rejected by plugin {plugin}: {reason}"))
             }
-            fault => Failure::Crashed("plugin", format!("Building the Job failed: {fault}")),
+            fault => Failure::Crashed(
+                CrashReason::Plugin,
+                format!("Building the Job failed: {fault}"),
+            ),
         })?;
-        for step in &outcome.steps {
-            metrics::global().plugin_call(&step.plugin, step.duration);
+        for (plugin, duration) in steps {
+            self.parts.metrics.plugin_call(&plugin, duration);
         }
-        job::finalize(&outcome, &tracking).map_err(|e: InvalidJob| {
+        outcome.map_err(|e: InvalidJob| {
             if e.is_namespace_refused() {
                 Failure::Rejected(format!("The Job was refused: {e}"))
             } else {
-                Failure::Crashed("invalid-job", format!("Building the Job failed: {e}"))
+                Failure::Crashed(
+                    CrashReason::InvalidJob,
+                    format!("Building the Job failed: {e}"),
+                )
             }
         })
     }
@@ -378,7 +388,7 @@ impl Agent {
         let flow = match cached {
             Some(flow) => flow,
             None => {
-                let flow = self.prefect.read_flow(&run.flow_id).await?;
+                let flow = self.parts.prefect.read_flow(&run.flow_id).await?;
                 self.flows
                     .lock()
                     .unwrap()
@@ -388,19 +398,20 @@ impl Agent {
         };
         // Deployments change (job variables): read each time, as Prefect's worker does.
         let deployment: Option<Deployment> = match &run.deployment_id {
-            Some(id) => Some(self.prefect.read_deployment(id).await?),
+            Some(id) => Some(self.parts.prefect.read_deployment(id).await?),
             None => None,
         };
         Ok(RunContext {
             flow_run: run,
             flow,
             deployment,
-            work_pool: Some(self.pool.clone()),
+            work_pool: Some(self.parts.pool.clone()),
         })
     }
 
     async fn submit(&self, job: &Value) -> Result<Submitted, SubmitError> {
-        self.submitter
+        self.parts
+            .submitter
             .as_ref()
             .expect("a submitter outside dry runs")
             .create(job)
@@ -409,7 +420,7 @@ impl Agent {
 
     async fn report_submitted(&self, id: &str, submitted: &Submitted) -> Outcome {
         let pid = submitted.infrastructure_pid();
-        if let Err(e) = self.prefect.set_infrastructure_pid(id, &pid).await {
+        if let Err(e) = self.parts.prefect.set_infrastructure_pid(id, &pid).await {
             tracing::warn!(flow_run = %id, job = %pid, "created the Job but could not record it on the run: {e}");
         }
         let message = if submitted.adopted {
@@ -423,7 +434,7 @@ impl Agent {
                 pid.replace(':', "/")
             )
         };
-        self.log(id, INFO, &message).await;
+        self.parts.logs.write(id, INFO, &message);
         tracing::info!(flow_run = %id, job = %pid, adopted = submitted.adopted, "submitted");
         if submitted.adopted {
             Outcome::Adopted(pid)
@@ -440,8 +451,15 @@ impl Agent {
         outcome: Outcome,
     ) -> Outcome {
         tracing::warn!(flow_run = %id, state, "{message}");
-        self.log(id, ERROR, message).await;
-        match self.prefect.propose_state(id, state, Some(message)).await {
+        // In the run's log before its state changes: whoever looks finds why.
+        self.parts.logs.write(id, ERROR, message);
+        self.parts.logs.flush().await;
+        match self
+            .parts
+            .prefect
+            .propose_state(id, state, Some(message))
+            .await
+        {
             Ok(p) if p.status == ProposalStatus::Accept => {}
             Ok(p) => {
                 tracing::warn!(flow_run = %id, "Prefect did not accept {state}: {:?} {}", p.status, p.reason.unwrap_or_default())
@@ -458,6 +476,7 @@ impl Agent {
             crate::yaml::to_string(job).trim_end()
         );
         match self
+            .parts
             .prefect
             .propose_state(id, "SCHEDULED", Some("Released by a dry run of the agent"))
             .await
@@ -470,12 +489,6 @@ impl Agent {
         }
         Outcome::DryRun
     }
-
-    async fn log(&self, id: &str, level: u8, message: &str) {
-        if let Err(e) = self.prefect.log(id, level, message).await {
-            tracing::warn!(flow_run = %id, "could not write the run's log: {e}");
-        }
-    }
 }
 
 /// A token unique enough for one claim attempt.
@@ -487,5 +500,5 @@ enum Failure {
     /// A plugin's policy said no: FAILED, not retried.
     Rejected(String),
     /// Anything else: CRASHED, with the reason the metrics count it under.
-    Crashed(&'static str, String),
+    Crashed(CrashReason, String),
 }

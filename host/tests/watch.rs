@@ -1,8 +1,10 @@
-//! After submission, end to end: a real Prefect 3 server, the emulator with scripted pods (its
-//! kubelet pulls, fails, runs out of memory, waits for a node as each rule says), and the real
-//! `agent` binary running until signalled. Each test has its own pool, agent name and
-//! emulator. Scripted pods need the emulator: with `AGENT_E2E_KUBECONFIG` set these tests are
-//! skipped (the `start` tests run against the real cluster).
+//! After submission (the `watch` module), end to end: a real Prefect 3 server, the emulator
+//! with scripted pods (its kubelet pulls, fails, runs out of memory as each rule says), and
+//! the real `agent` binary running until signalled. These prove the wiring (watches → what is
+//! tracked → decide → act); every rule itself is a unit test of `watch::decide`. Each test has
+//! its own pool, agent name and emulator. Scripted pods need the emulator: with
+//! `AGENT_E2E_KUBECONFIG` set these tests are skipped (the `dispatch` tests run against the
+//! real cluster).
 
 mod e2e;
 
@@ -11,7 +13,7 @@ use e2e::{Cluster, cluster_with, stock_template};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube_emulator::{Behaviour, Config, Match, Node, PodRule};
+use kube_emulator::{Behaviour, Config, Match, PodRule};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -190,7 +192,7 @@ fn count(logs: &[String], needle: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pull_and_config_errors_crash_the_run_after_the_pod_start_timeout_and_delete_the_job() {
+async fn pull_errors_crash_the_run_after_the_pod_start_timeout_and_delete_the_job() {
     let Some(cluster) = emulated(vec![rule(
         "registry.example.com/missing",
         Behaviour::ImagePullError,
@@ -202,34 +204,18 @@ async fn pull_and_config_errors_crash_the_run_after_the_pod_start_timeout_and_de
     };
     let prefect = server();
     let pull = pool_with_deployment(prefect, "life-pull", "registry.example.com/missing:1");
-    let config = pool_with_deployment(prefect, "life-config", "registry.example.com/etl:1");
     let pull_run = prefect.create_run(&pull, json!({}));
-    let config_run = prefect.create_run(&config, json!({}));
-    let timeout = ["--pod-start-timeout", "2s"];
     let pull_agent = start(
         &cluster,
         prefect,
         &[
-            &["--pool", "life-pull", "--name", "life-pull"][..],
-            &timeout,
-        ]
-        .concat(),
-    );
-    let config_agent = start(
-        &cluster,
-        prefect,
-        &[
-            &[
-                "--pool",
-                "life-config",
-                "--name",
-                "life-config",
-                "--api-key-secret",
-                "no-such-secret/key",
-            ][..],
-            &timeout,
-        ]
-        .concat(),
+            "--pool",
+            "life-pull",
+            "--name",
+            "life-pull",
+            "--pod-start-timeout",
+            "2s",
+        ],
     );
 
     let (_, pull_job) = job_of(prefect, &pull_agent, &pull_run).await;
@@ -246,29 +232,13 @@ async fn pull_and_config_errors_crash_the_run_after_the_pod_start_timeout_and_de
             && message.contains("Resolution: "),
         "{message}"
     );
-    let (_, config_job) = job_of(prefect, &config_agent, &config_run).await;
-    let message = state_becomes(
-        prefect,
-        &config_agent,
-        &config_run,
-        "CRASHED",
-        Duration::from_secs(30),
+    eventually(
+        "the Job is deleted",
+        Duration::from_secs(20),
+        &pull_agent,
+        async || (!job_exists(&cluster, &pull_job).await).then_some(()),
     )
     .await;
-    assert!(
-        message.contains("secret \"no-such-secret\" not found"),
-        "{message}"
-    );
-
-    for (agent, job) in [(&pull_agent, &pull_job), (&config_agent, &config_job)] {
-        eventually(
-            "the Job is deleted",
-            Duration::from_secs(20),
-            agent,
-            async || (!job_exists(&cluster, job).await).then_some(()),
-        )
-        .await;
-    }
     let logs = prefect.logs(&pull_run);
     assert_eq!(
         count(&logs, "cannot be pulled"),
@@ -282,71 +252,6 @@ async fn pull_and_config_errors_crash_the_run_after_the_pod_start_timeout_and_de
         "the pod's Events reach the run: {logs:#?}"
     );
     pull_agent.stop().await;
-    config_agent.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unschedulable_pod_is_waited_for_and_crashes_only_past_the_schedule_timeout() {
-    let Some(cluster) = emulated(Vec::new()).await else {
-        return;
-    };
-    let prefect = server();
-    let deployment = pool_with_deployment(prefect, "life-sched", "registry.example.com/etl:1");
-    let fits_later = prefect.create_run(&deployment, json!({"cpu_request": "8"}));
-    let never_fits = prefect.create_run(&deployment, json!({"cpu_request": "64"}));
-    let agent = start(
-        &cluster,
-        prefect,
-        &[
-            "--pool",
-            "life-sched",
-            "--name",
-            "life-sched",
-            "--schedule-timeout",
-            "6s",
-        ],
-    );
-
-    eventually(
-        "the wait is explained to the run",
-        Duration::from_secs(30),
-        &agent,
-        async || {
-            let logs = prefect.logs(&fits_later);
-            logs.iter()
-                .any(|l| l.contains("Insufficient cpu") && l.contains("waiting up to 6s"))
-                .then_some(())
-        },
-    )
-    .await;
-    // An autoscaler adds room for one of them.
-    cluster.emulator.as_ref().unwrap().set_node(Node {
-        cpu: "16".into(),
-        ..Node::default()
-    });
-    let message = state_becomes(
-        prefect,
-        &agent,
-        &never_fits,
-        "CRASHED",
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(message.contains("Insufficient cpu"), "{message}");
-    let (_, job) = job_of(prefect, &agent, &fits_later).await;
-    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    eventually(
-        "the Job that found room completes",
-        Duration::from_secs(30),
-        &agent,
-        async || {
-            let job = jobs.get(&job).await.unwrap();
-            job.status?.succeeded.filter(|n| *n == 1)
-        },
-    )
-    .await;
-    assert_eq!(state(prefect, &fits_later).0, "PENDING", "not crashed");
-    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
