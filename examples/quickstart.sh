@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quickstart on a fresh machine, with no cluster and no Prefect account: starts a local Prefect 3
 # server and the Kubernetes API emulator, creates a work pool, a deployment and three flow runs,
-# then runs `agent start` with the naming plugin once: each run becomes a Kubernetes Job. Shows
+# then runs `agent start` once with the naming plugin and, last in the chain, the Pod Security
+# Standards plugin setting the restricted defaults: each run becomes a Kubernetes Job. Shows
 # the Jobs and the runs' states. Everything it starts stops when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ tests/setup-python.sh
 
 step "building the agent, the emulator and the plugins (the first build takes a few minutes)"
 cargo build --quiet -p agent -p kube-emulator
-cargo build --quiet --profile plugin --target wasm32-wasip2 -p plugin-naming
+cargo build --quiet --profile plugin --target wasm32-wasip2 -p plugin-naming -p plugin-pod-security
 plugins=target/wasm32-wasip2/plugin
 
 work=$(mktemp -d)
@@ -34,9 +35,11 @@ done
 step "a work pool, a deployment and three flow runs"
 .venv/bin/python examples/quickstart_setup.py "$PREFECT_API_URL" quickstart
 
-step "agent start --run-once (the naming plugin prefixes every Job name with 'etl')"
+step "agent start --run-once (naming prefixes every Job name with 'etl'; pod-security, last, makes each pod restricted)"
 target/debug/agent start --pool quickstart --run-once \
-  --plugin "naming=$plugins/plugin_naming.wasm" -c naming.prefix=etl
+  --plugin "naming=$plugins/plugin_naming.wasm" -c naming.prefix=etl \
+  --plugin "pod-security=$plugins/plugin_pod_security.wasm" \
+  -c pod-security.mode=enforce-defaults -c pod-security.run-as-user=1000
 
 step "the Jobs in the (emulated) cluster"
 if command -v kubectl >/dev/null; then

@@ -48,6 +48,7 @@ pub fn plugin_chain(
         cache_dir: args.cache_dir.clone(),
         largest,
         memory_keep_resident: args.keep_resident,
+        max_concurrent_calls: args.concurrent_calls,
         ..RuntimeOptions::default()
     };
     let runtime = Runtime::new(&options).context("starting the plugin runtime")?;

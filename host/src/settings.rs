@@ -82,6 +82,8 @@ pub struct PluginSettings {
     /// Where compiled plugins are kept; `None`: compile on every start.
     pub cache_dir: Option<PathBuf>,
     pub keep_resident: usize,
+    /// Plugin calls under way at once at most (sizes the instance pool).
+    pub concurrent_calls: u32,
 }
 
 impl PluginSettings {
@@ -104,6 +106,7 @@ impl PluginSettings {
                     .or_else(crate::plugins::default_cache_dir)
             },
             keep_resident: args.plugin_keep_resident,
+            concurrent_calls: 1,
         }
     }
 
@@ -233,7 +236,11 @@ impl StartSettings {
                 heartbeat_file: args.watch.heartbeat_file.clone(),
             },
             jobs,
-            plugins: PluginSettings::from_args(&args.plugins),
+            plugins: PluginSettings {
+                // Each submission under way runs at most one chain, one call at a time.
+                concurrent_calls: u32::try_from(args.limit).unwrap_or(u32::MAX),
+                ..PluginSettings::from_args(&args.plugins)
+            },
             manage_api_key_secret: args.manage_api_key_secret,
             env_secret: args.env_secret,
         })

@@ -170,6 +170,59 @@ async fn runs_become_jobs_once_with_what_pool_deployment_run_and_plugins_decided
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_sleeps_crashes_only_its_runs_at_the_deadline_and_the_others_go_on() {
+    let prefect = server();
+    let cluster = cluster().await;
+    prefect.create_pool("e2e-sleep", json!({}));
+    let deployment =
+        prefect.create_deployment("e2e-sleep", "etl", "e2e-sleep", json!({"image": "busybox"}));
+    let sleeping: Vec<String> = (0..3)
+        .map(|_| prefect.create_run(&deployment, json!({"fault": "sleep", "seconds": 3600})))
+        .collect();
+    let normal: Vec<String> = (0..3)
+        .map(|_| prefect.create_run(&deployment, json!({})))
+        .collect();
+    let faulty = format!("faulty={}", plugin("faulty").display());
+    let started = std::time::Instant::now();
+    agent_start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "e2e-sleep",
+            "--name",
+            "agent-sleep",
+            "--run-once",
+            "--limit",
+            "2",
+            "--plugin-timeout",
+            "1s",
+            "--plugin",
+            &faulty,
+        ],
+    )
+    .await;
+    // Three one-second deadlines on two slots, not an hour.
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    for run in &sleeping {
+        let state = prefect.flow_run(run);
+        assert_eq!(state["state_type"], "CRASHED", "{state}");
+        let message = state["state"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("plugin faulty timed out: did not return within 1s"),
+            "{message}"
+        );
+    }
+    for run in &normal {
+        let state = prefect.flow_run(run);
+        assert_eq!(state["state_type"], "PENDING", "{state}");
+        assert!(state["infrastructure_pid"].is_string(), "{state}");
+    }
+    assert_eq!(cluster.jobs_of("agent-sleep").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_policy_rejection_fails_the_run_with_the_reason() {
     let prefect = server();
     let cluster = cluster().await;

@@ -53,7 +53,7 @@ fn check_refuses_what_is_not_a_plugin_with_the_reason() {
 
 #[test]
 fn the_shipped_plugins_pass_their_own_cases() {
-    for name in ["naming", "policy"] {
+    for name in ["naming", "policy", "pod-security"] {
         let cases = workspace_root().join("plugins").join(name).join("cases");
         let run = agent([
             "plugin",

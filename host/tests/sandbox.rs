@@ -1,6 +1,9 @@
 //! The plugin sandbox holds: each misbehaviour of a real plugin (tests/plugins/faulty, built
-//! from source) fails only its own call, with a message naming the plugin and what happened,
-//! and the next call on the same loaded plugin works. Bad files are refused at load.
+//! from source) fails only its own call, quickly, with a message naming the plugin and what
+//! happened, and the next call on the same loaded plugin works; what a plugin returns cannot
+//! make the agent's memory grow past its limits. Bad files are refused at load.
+
+mod common;
 
 use agent::job::{self, InvalidJob, Tracking};
 use agent::plugins::{
@@ -141,6 +144,151 @@ fn an_endless_loop_is_interrupted_at_the_deadline() {
         "interrupted after {took:?}"
     );
     assert_next_call_works(&faulty);
+}
+
+#[test]
+fn a_plugin_waiting_in_a_host_call_is_stopped_at_its_deadline() {
+    let faulty = load("faulty");
+    for seconds in ["10", "3600"] {
+        let started = Instant::now();
+        let result = faulty
+            .call(
+                &request(&[("fault", "sleep"), ("seconds", seconds)]),
+                &job(),
+            )
+            .map(|_| ());
+        let took = started.elapsed();
+        let (kind, message) = fault_of(result.map(|_| Value::Null));
+        assert_eq!(kind, FaultKind::Timeout, "{message}");
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(1500),
+            "a {seconds} s sleep must end at the 500 ms deadline, it took {took:?}"
+        );
+    }
+    assert_next_call_works(&faulty);
+}
+
+#[test]
+fn an_answer_larger_than_a_job_can_be_is_refused_before_it_is_read() {
+    let faulty = load("faulty");
+    // 15 million empty args: 45 MB of JSON, inside the plugin's 64 MiB.
+    let (kind, message) = fault_of(call(&faulty, "amplify"));
+    assert_eq!(kind, FaultKind::OutputTooLarge);
+    assert_eq!(
+        message,
+        "plugin faulty returned too much: returned 45000174 bytes of JSON; the limit is 2MiB \
+         (raise it with --plugin-output-limit or --plugin-limit faulty.output=SIZE)"
+    );
+    // Under the size limit, but more values than a Job has.
+    let chain = Chain::new(vec![Link {
+        plugin: load("faulty"),
+        config: vec![
+            ("fault".into(), "amplify".into()),
+            ("size".into(), "600000".into()),
+        ],
+    }]);
+    let message = chain.run(&request(&[])).unwrap_err().to_string();
+    assert!(
+        message.starts_with(
+            "plugin faulty returned too much: returned a Job of more than 200000 values"
+        ),
+        "{message}"
+    );
+    // Deep nesting: refused, not a stack overflow.
+    let chain = Chain::new(vec![Link {
+        plugin: load("faulty"),
+        config: vec![
+            ("fault".into(), "deep".into()),
+            ("size".into(), "5000".into()),
+        ],
+    }]);
+    let message = chain.run(&request(&[])).unwrap_err().to_string();
+    assert!(
+        message.starts_with(
+            "plugin faulty returned something that is not JSON: recursion limit exceeded"
+        ),
+        "{message}"
+    );
+    assert_next_call_works(&faulty);
+}
+
+/// The agent's peak RSS in KiB rendering the example run with `faulty.fault=FAULT` (and
+/// `extra` settings), and its exit code.
+fn render_peak_rss(fault: &str, extra: &[&str]) -> (Option<i32>, u64) {
+    let example = agent_tests::workspace_root().join("examples/flow-runs/etl-nightly.json");
+    let mut args: Vec<String> = vec![
+        "render".into(),
+        "--flow-run".into(),
+        common::arg(&example),
+        "--plugin".into(),
+        common::arg(&plugin("faulty")),
+        "-c".into(),
+        format!("faulty.fault={fault}"),
+        "--plugin-memory".into(),
+        "64MiB".into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    common::agent_peak_rss(args)
+}
+
+#[test]
+fn what_a_plugin_returns_cannot_grow_the_agent_past_its_memory_bound() {
+    let (code, baseline) = render_peak_rss("none", &[]);
+    assert_eq!(code, Some(0));
+    // The plugin's memory (64 MiB) and one copy of its answer, read out of it: the bound is
+    // twice the plugin memory per call (README, "The sandbox").
+    let bound = 2 * 64 * 1024;
+    for (fault, extra) in [
+        ("amplify", &[][..]),
+        ("amplify", &["-c", "faulty.size=600000"][..]),
+        ("deep", &[][..]),
+    ] {
+        let (code, peak) = render_peak_rss(fault, extra);
+        assert_eq!(code, Some(1), "{fault} {extra:?} fails the render");
+        assert!(
+            peak < baseline + bound,
+            "{fault} {extra:?}: peak RSS {peak} KiB, past {baseline} KiB + {bound} KiB"
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_output_or_logs_is_cut_quietly_and_the_call_succeeds() {
+    let faulty = load("faulty");
+    // 1 MiB to stdout: kept up to 64 KiB, the rest dropped (no "Broken pipe" in the plugin).
+    let output = faulty
+        .call(
+            &request(&[("fault", "stdout-flood"), ("size", "1024")]),
+            &job(),
+        )
+        .expect("printing a lot is not a fault");
+    assert!(output.job.contains("test/calls"), "{}", output.job);
+    let output = faulty
+        .call(&request(&[("fault", "log-flood")]), &job())
+        .expect("logging a lot is not a fault");
+    assert_eq!(output.logs.len(), 200, "lines past 200 are dropped");
+    assert!(output.logs.iter().all(|l| l.message.len() <= 4 * 1024 + 3));
+}
+
+#[test]
+fn a_plugin_gets_no_threads() {
+    let (kind, message) = fault_of(call(&load("faulty"), "thread"));
+    assert_eq!(kind, FaultKind::Trap, "{message}");
+}
+
+#[test]
+fn an_import_under_an_allowed_package_that_the_host_does_not_give_is_refused_by_name() {
+    let path = plugin("backdoor");
+    let message = load_error(&spec("backdoor", path.clone()));
+    assert_eq!(
+        message,
+        format!(
+            "plugin backdoor ({}): imports wasi:cli/backdoor@0.2.99, which plugins are not given (no network, no HTTP; only logging, clocks, random and an empty WASI environment)",
+            path.display()
+        )
+    );
 }
 
 #[test]

@@ -27,9 +27,11 @@ pub const PLUGIN_CRATES: &[(&str, &str)] = &[
     ("plugin-env", "env"),
     ("plugin-node-placement", "node-placement"),
     ("plugin-policy", "policy"),
+    ("plugin-pod-security", "pod-security"),
     ("plugin-faulty", "faulty"),
     ("plugin-other-world", "other-world"),
     ("plugin-contract-0-1-0", "contract-0-1-0"),
+    ("plugin-backdoor", "backdoor"),
 ];
 
 /// Builds every plugin (once per test process; cargo makes it a no-op when nothing changed)
@@ -209,4 +211,23 @@ pub fn c_plugin_tool() -> PathBuf {
         .expect("running cargo to build agent-plugin-c");
     assert!(status.success(), "building agent-plugin-c failed");
     target_dir.join("debug").join("agent-plugin-c")
+}
+
+/// Runs `command` to its end (stdout and stderr dropped); its exit code, its peak RSS in KiB
+/// as the kernel counted it (`wait4`), and how long it took.
+pub fn peak_rss(command: &mut Command) -> (Option<i32>, u64, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the command");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64, started.elapsed())
 }

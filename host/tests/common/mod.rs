@@ -55,3 +55,20 @@ where
 pub fn arg(path: &Path) -> String {
     path.to_str().expect("a UTF-8 path").to_string()
 }
+
+/// Runs `agent ARGS...` to its end; its exit code and its peak RSS in KiB.
+pub fn agent_peak_rss<I, S>(args: I) -> (Option<i32>, u64)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let cache = tempfile::tempdir().expect("a temp dir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agent"));
+    command
+        .args(args)
+        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env_remove("PREFECT_API_URL")
+        .env("AGENT_LOG", "error");
+    let (code, peak, _) = agent_tests::peak_rss(&mut command);
+    (code, peak)
+}

@@ -1,5 +1,6 @@
-//! A plugin that misbehaves on purpose; setting `fault` picks how. The host must fail only the
-//! call it misbehaves in, with a message that says what happened.
+//! A plugin that misbehaves on purpose; setting `fault` picks how (and `size` or `seconds` how
+//! much). The host must fail only the call it misbehaves in, quickly, with a message that says
+//! what happened, and keep its own memory within its limits.
 
 #[cfg(target_arch = "wasm32")]
 use agent_plugin_sdk::bindings::exports::agent::plugin::customizer::Guest;
@@ -14,7 +15,7 @@ pub struct Faulty;
 impl Plugin for Faulty {
     fn customize(request: &Request, mut job: Value) -> Result<Value, Error> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-        match request.config("fault").unwrap_or("none") {
+        match fault_of(request).as_str() {
             "none" => {}
             "trap" => panic!("faulty plugin asked to trap"),
             "hang" => loop {
@@ -32,6 +33,29 @@ impl Plugin for Faulty {
             "drop-tracking-label" => {
                 job::object_at(&mut job, &["metadata", "labels"])?
                     .remove("agent.prefect.io/flow-run-id");
+            }
+            // A wait in a host call (wasi:clocks + wasi:io/poll), which epoch interruption
+            // alone does not stop.
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs_f64(number(
+                request, "seconds", 10.0,
+            ))),
+            "stdout-flood" => {
+                use std::io::Write;
+                let line = "x".repeat(1023) + "\n";
+                let mut out = std::io::stdout();
+                for _ in 0..number(request, "size", 1024.0) as usize {
+                    out.write_all(line.as_bytes())
+                        .expect("stdout takes what is written");
+                }
+                out.flush().expect("stdout flushes");
+            }
+            "log-flood" => {
+                for i in 0..10_000 {
+                    log::info(&format!("line {i} {}", "y".repeat(8192)));
+                }
+            }
+            "thread" => {
+                std::thread::spawn(|| {}).join().expect("a thread");
             }
             "reject" => return Err(reject("runs of this flow are not allowed here")),
             "fault" => return Err(fault("the plugin's own error")),
@@ -53,8 +77,11 @@ struct Export;
 #[cfg(target_arch = "wasm32")]
 impl Guest for Export {
     fn customize(request: Request, job: String) -> Result<String, Error> {
-        if request.config("fault") == Some("not-json") {
-            return Ok("{ this is not JSON".into());
+        match fault_of(&request).as_str() {
+            "not-json" => return Ok("{ this is not JSON".into()),
+            "amplify" => return Ok(amplified(number(&request, "size", 15e6) as usize)),
+            "deep" => return Ok(nested(number(&request, "size", 1e6) as usize)),
+            _ => {}
         }
         agent_plugin_sdk::run::<Faulty>(request, job)
     }
@@ -62,6 +89,50 @@ impl Guest for Export {
 
 #[cfg(target_arch = "wasm32")]
 agent_plugin_sdk::bindings::__export_plugin_world!(Export with_types_in agent_plugin_sdk::bindings);
+
+/// How to misbehave: the setting `fault`, else the run's job variable `fault` (so that one
+/// run of a batch can misbehave and the others not), else not at all.
+fn fault_of(request: &Request) -> String {
+    if let Some(fault) = request.config("fault") {
+        return fault.to_string();
+    }
+    request
+        .job_variables()
+        .ok()
+        .and_then(|v| v.get("fault")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "none".into())
+}
+
+/// The setting `key` (or the job variable of that name) as a number, or `default`.
+fn number(request: &Request, key: &str, default: f64) -> f64 {
+    let variable = || request.job_variables().ok()?.get(key)?.as_f64();
+    request
+        .config(key)
+        .and_then(|v| v.parse().ok())
+        .or_else(variable)
+        .unwrap_or(default)
+}
+
+/// A schema-valid Job with `count` empty args: three bytes each, so a small memory holds
+/// millions, and a careless host would build a value, a path and a copy of each.
+#[cfg(target_arch = "wasm32")]
+fn amplified(count: usize) -> String {
+    let mut text = String::from(
+        r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"amplified"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"i","args":["#,
+    );
+    text.reserve(count * 3 + 16);
+    for i in 0..count {
+        text.push_str(if i == 0 { "\"\"" } else { ",\"\"" });
+    }
+    text.push_str("]}]}}}}");
+    text
+}
+
+/// `depth` lists nested in each other.
+#[cfg(target_arch = "wasm32")]
+fn nested(depth: usize) -> String {
+    "[".repeat(depth) + &"]".repeat(depth)
+}
 
 /// Tries to read a file, the environment and the arguments, and writes what it got into
 /// annotations for the test to read.
