@@ -215,6 +215,8 @@ pub fn c_plugin_tool() -> PathBuf {
 
 /// Runs `command` to its end (stdout and stderr dropped); its exit code, its peak RSS in KiB
 /// as the kernel counted it (`wait4`), and how long it took.
+// The child is reaped by `wait4` itself, which std's `wait` cannot do with the usage.
+#[allow(clippy::zombie_processes)]
 pub fn peak_rss(command: &mut Command) -> (Option<i32>, u64, std::time::Duration) {
     let started = std::time::Instant::now();
     let child = command
