@@ -146,6 +146,17 @@ pub struct StartArgs {
     /// Submissions under way at once.
     #[arg(long, env = "AGENT_LIMIT", default_value_t = 8)]
     pub limit: usize,
+    /// How often the agent tells Prefect it is alive (the pool's worker list shows it online).
+    #[arg(long, env = "PREFECT_WORKER_HEARTBEAT_SECONDS", default_value = "30", value_parser = parse_heartbeat)]
+    pub heartbeat_interval: Duration,
+    /// A claim older than this whose run has no Job (its agent died between claim and create)
+    /// is finished by this agent, under the same Job name.
+    #[arg(long, env = "AGENT_ORPHAN_GRACE", default_value = "90s", value_parser = parse_orphan_grace)]
+    pub orphan_grace: Duration,
+    /// How often the pool's claims left unfinished are looked for (one request per 200
+    /// PENDING runs).
+    #[arg(long, env = "AGENT_ORPHAN_INTERVAL", default_value = "60s", value_parser = parse_orphan_interval)]
+    pub orphan_interval: Duration,
     /// Stop after this many polls (and the submissions they started).
     #[arg(long)]
     pub max_polls: Option<u64>,
@@ -559,6 +570,18 @@ pub fn parse_bytes_in(text: &str, min: usize, max: usize) -> Result<usize, Strin
         ));
     }
     Ok(bytes)
+}
+
+fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+fn parse_orphan_grace(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::from_secs(1), Duration::from_secs(86_400))
+}
+
+fn parse_orphan_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::from_secs(1), Duration::from_secs(86_400))
 }
 
 /// A plugin call's time limit.

@@ -198,6 +198,9 @@ impl StartSettings {
             poll_interval: args.poll_interval,
             prefetch: args.prefetch,
             limit: args.limit,
+            heartbeat_interval: args.heartbeat_interval,
+            orphan_grace: args.orphan_grace,
+            orphan_interval: args.orphan_interval,
             max_polls: if args.run_once {
                 Some(1)
             } else {

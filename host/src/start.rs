@@ -174,7 +174,7 @@ async fn start(settings: StartSettings) -> anyhow::Result<()> {
     let summary = {
         let mut stopped = stopped.clone();
         dispatcher
-            .run(async move {
+            .run(futures::stream::pending(), async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .await

@@ -498,11 +498,7 @@ async fn terminate(mut agent: tokio::process::Child) -> String {
 /// test acts (only on the emulator; a real cluster is slow enough by itself).
 fn slow_down(cluster: &Cluster, ms: u64) {
     if let Some(emulator) = &cluster.emulator {
-        emulator.inject(FaultRule {
-            fault: Fault::Latency { ms },
-            count: None,
-            fraction: None,
-        });
+        emulator.inject(FaultRule::always(Fault::Latency { ms }));
     }
 }
 
@@ -667,9 +663,8 @@ async fn a_dropped_connection_to_the_api_server_is_retried_without_a_duplicate()
     let run = prefect.create_run(&deployment, json!({}));
     // The first two Kubernetes requests (the create, then its retry) lose their connection.
     emulator.inject(FaultRule {
-        fault: Fault::Drop,
         count: Some(2),
-        fraction: None,
+        ..FaultRule::always(Fault::Drop)
     });
     agent_start(
         &cluster,

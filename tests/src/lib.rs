@@ -6,6 +6,7 @@
 
 pub mod modules;
 pub mod prefect;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! agent's label; a Secret of that name that is not the agent's is left alone, with an error.
 
 use crate::job::{AGENT_LABEL, label_value};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
@@ -46,10 +46,12 @@ pub async fn ensure(
     for namespace in namespaces {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let what = format!("Secret {namespace}/{}", secret.name);
-        let existing = api
-            .get_opt(secret.name)
-            .await
-            .with_context(|| format!("--manage-api-key-secret: cannot read {what}"))?;
+        let existing = api.get_opt(secret.name).await.map_err(|e| {
+            anyhow::anyhow!(
+                "--manage-api-key-secret: cannot read {what}: {}",
+                super::describe(&e)
+            )
+        })?;
         match existing {
             Some(mut found) => {
                 let owner = found
@@ -70,7 +72,12 @@ pub async fn ensure(
                 found.data = Some(data.clone());
                 api.replace(secret.name, &PostParams::default(), &found)
                     .await
-                    .with_context(|| format!("--manage-api-key-secret: cannot update {what}"))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--manage-api-key-secret: cannot update {what}: {}",
+                            super::describe(&e)
+                        )
+                    })?;
                 tracing::info!("updated {what} with the agent's API key");
             }
             None => {
@@ -81,7 +88,12 @@ pub async fn ensure(
                 new.data = Some(data.clone());
                 api.create(&PostParams::default(), &new)
                     .await
-                    .with_context(|| format!("--manage-api-key-secret: cannot create {what}"))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--manage-api-key-secret: cannot create {what}: {}",
+                            super::describe(&e)
+                        )
+                    })?;
                 tracing::info!("created {what} holding the agent's API key for flow run pods");
             }
         }

@@ -1,9 +1,12 @@
 //! Creates the Job of a claim. The name is deterministic per claim, so a create retried after a
 //! lost answer meets its own Job: a 409 for a Job with the same flow run and claim labels is
-//! adopted, never duplicated; a 409 for anything else is an error. API errors come back typed,
-//! with a hint for what the operator can do (RBAC, namespace, the invalid field).
+//! adopted, never duplicated; a 409 for anything else is an error. That same name makes every
+//! retry safe, so what may get better (5xx, 429, no answer) is tried again for
+//! `CREATE_PATIENCE` before the run is reported CRASHED. API errors come back typed, with a
+//! hint for what the operator can do (RBAC, namespace, the invalid field).
 
 use super::env_secret;
+use super::errors::{describe, is_transient};
 use crate::job::{CLAIM_LABEL, FLOW_RUN_LABEL};
 use crate::metrics::{Api as MetricsApi, Metrics};
 use k8s_openapi::api::batch::v1::Job;
@@ -66,8 +69,10 @@ pub enum SubmitError {
     Decode(String),
 }
 
-/// Tries at creating a Job when the API server cannot be reached (0.5 s, 1 s, 2 s, 4 s apart).
-const CREATE_ATTEMPTS: u32 = 5;
+/// How long creating a Job keeps trying while Kubernetes answers 5xx or 429, or not at all.
+const CREATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
 
 pub struct Submitter {
     client: kube::Client,
@@ -88,6 +93,39 @@ impl Submitter {
     pub fn with_env_secret(mut self, on: bool) -> Self {
         self.env_secret = on;
         self
+    }
+
+    /// The Job of flow run `run`'s claim `claim` (its tracking labels), in `namespaces` (all
+    /// when empty), if one was created.
+    pub async fn find_claim_job(
+        &self,
+        run: &str,
+        claim: &str,
+        namespaces: &[String],
+    ) -> Result<Option<Submitted>, String> {
+        let selector = format!("{FLOW_RUN_LABEL}={run},{CLAIM_LABEL}={claim}");
+        let scopes: Vec<Api<Job>> = if namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
+        };
+        for jobs in scopes {
+            let list = jobs
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| describe(&e))?;
+            if let Some(job) = list.items.into_iter().next() {
+                return Ok(Some(Submitted {
+                    namespace: job.metadata.namespace.unwrap_or_default(),
+                    name: job.metadata.name.unwrap_or_default(),
+                    adopted: true,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Creates `job` (already validated), or adopts the one this claim made before.
@@ -118,13 +156,13 @@ impl Submitter {
                     .await
                 {
                     // The run goes on; only the clean-up with the Job is lost.
-                    tracing::warn!(job = %name, "cannot make the Job own its env Secret; it will outlive the Job: {e}");
+                    tracing::warn!(job = %name, "cannot make the Job own its env Secret; it will outlive the Job: {}", describe(&e));
                 }
                 Ok(submitted)
             }
             Err(e) => {
                 if let Err(delete) = secrets.delete(&name, &DeleteParams::default()).await {
-                    tracing::warn!(job = %name, "cannot delete the env Secret of a Job that was not created: {delete}");
+                    tracing::warn!(job = %name, "cannot delete the env Secret of a Job that was not created: {}", describe(&delete));
                 }
                 Err(e)
             }
@@ -139,7 +177,7 @@ impl Submitter {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let name = typed.metadata.name.as_deref().unwrap_or_default();
-                let found = secrets.get(name).await.map_err(|e| e.to_string())?;
+                let found = secrets.get(name).await.map_err(|e| describe(&e))?;
                 let found = serde_json::to_value(found).map_err(|e| e.to_string())?;
                 if env_secret::is_this_claims(&found, secret) {
                     Ok(())
@@ -147,7 +185,7 @@ impl Submitter {
                     Err("a Secret of that name exists and is not this run's; remove it or change the name prefix".into())
                 }
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(describe(&e)),
         }
     }
 
@@ -157,9 +195,10 @@ impl Submitter {
         let typed: Job =
             serde_json::from_value(job.clone()).map_err(|e| SubmitError::Decode(e.to_string()))?;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
-        let mut attempt = 1;
+        let started = std::time::Instant::now();
+        let mut backoff = FIRST_BACKOFF;
         loop {
-            match jobs.create(&PostParams::default(), &typed).await {
+            let retry_reason = match jobs.create(&PostParams::default(), &typed).await {
                 Ok(created) => {
                     let submitted = Submitted {
                         namespace,
@@ -170,46 +209,74 @@ impl Submitter {
                 }
                 // A create that landed before its answer was lost meets itself here.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
-                    return self.adopt(&jobs, job, namespace, name).await;
+                    match self.adopt(&jobs, job, &namespace, &name).await? {
+                        Some(adopted) => return Ok(adopted),
+                        // Deleted between the conflict and the read: create it again.
+                        None => format!(
+                            "a Job {namespace}/{name} was there, then gone before it could be read"
+                        ),
+                    }
+                }
+                Err(error) if is_transient(&error) => {
+                    let code = match &error {
+                        kube::Error::Api(status) => status.code.to_string(),
+                        _ => "transport".to_string(),
+                    };
+                    self.metrics.api_error(MetricsApi::kubernetes, code);
+                    describe(&error)
                 }
                 Err(kube::Error::Api(status)) => {
                     self.metrics.api_error(MetricsApi::kubernetes, status.code);
                     return Err(api_error(namespace, name, &status));
                 }
-                // Transport errors: the name is the claim's, so trying again cannot duplicate.
-                Err(other) if attempt < CREATE_ATTEMPTS => {
-                    self.metrics.api_error(MetricsApi::kubernetes, "transport");
-                    tracing::debug!(job = %name, attempt, "creating the Job failed, retrying: {other}");
-                    tokio::time::sleep(std::time::Duration::from_millis(250 * 2u64.pow(attempt)))
-                        .await;
-                    attempt += 1;
-                }
-                Err(other) => {
+                Err(error) => {
                     return Err(SubmitError::Unreachable {
                         namespace,
                         name,
-                        detail: other.to_string(),
+                        detail: describe(&error),
                     });
                 }
+            };
+            if started.elapsed() >= CREATE_PATIENCE {
+                return Err(SubmitError::Unreachable {
+                    namespace,
+                    name,
+                    detail: format!(
+                        "{retry_reason} (still after {}s of retries)",
+                        CREATE_PATIENCE.as_secs()
+                    ),
+                });
             }
+            // The name is the claim's, so trying again cannot make a second Job.
+            tracing::debug!(job = %name, "creating the Job failed, retrying: {retry_reason}");
+            tokio::time::sleep(backoff.mul_f64(fastrand::f64())).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
+    /// The Job of that name, when it is this claim's (a retried create); `None` when it is not
+    /// there any more; an error when it belongs to someone else.
     async fn adopt(
         &self,
         jobs: &Api<Job>,
         job: &Value,
-        namespace: String,
-        name: String,
-    ) -> Result<(Submitted, Option<String>), SubmitError> {
-        let existing = jobs
-            .get(&name)
-            .await
-            .map_err(|e| SubmitError::Unreachable {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                detail: e.to_string(),
-            })?;
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(Submitted, Option<String>)>, SubmitError> {
+        let existing = match jobs.get_opt(name).await {
+            Ok(Some(existing)) => existing,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(SubmitError::Unreachable {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    detail: format!(
+                        "the name was taken and the Job of that name could not be read: {}",
+                        describe(&e)
+                    ),
+                });
+            }
+        };
         let label = |key: &str| {
             existing
                 .metadata
@@ -229,15 +296,15 @@ impl Submitter {
             && found_claim == wanted(CLAIM_LABEL)
         {
             let submitted = Submitted {
-                namespace,
-                name,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
                 adopted: true,
             };
-            Ok((submitted, existing.metadata.uid))
+            Ok(Some((submitted, existing.metadata.uid)))
         } else {
             Err(SubmitError::NameTaken {
-                namespace,
-                name,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
                 found_run,
                 found_claim,
             })

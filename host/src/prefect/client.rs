@@ -337,6 +337,28 @@ impl PrefectClient {
         .await
     }
 
+    /// Runs of `pool` in PENDING, oldest first, `limit` from `offset`.
+    pub async fn pending_flow_runs(
+        &self,
+        pool: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<FlowRun>, PrefectError> {
+        self.call(
+            Method::POST,
+            "/flow_runs/filter",
+            Some(&json!({
+                "flow_runs": {"state": {"type": {"any_": ["PENDING"]}}},
+                "work_pools": {"name": {"any_": [pool]}},
+                "sort": "EXPECTED_START_TIME_ASC",
+                "offset": offset,
+                "limit": limit,
+            })),
+            &format!("pending flow runs of pool {pool:?}"),
+        )
+        .await
+    }
+
     /// The runs with these ids (those that exist), in one call per 200.
     pub async fn flow_runs_by_id(&self, ids: &[String]) -> Result<Vec<FlowRun>, PrefectError> {
         let mut runs = Vec::new();

@@ -34,6 +34,21 @@ pub struct FlowRun {
     /// `namespace:job-name` once a Job runs it.
     #[serde(default)]
     pub infrastructure_pid: Option<String>,
+    /// The current state, as far as the agent reads it.
+    #[serde(default)]
+    pub state: Option<State>,
+}
+
+/// A flow run's state.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When the run entered it (RFC 3339).
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 impl FlowRun {

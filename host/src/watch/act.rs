@@ -124,8 +124,7 @@ impl Actor {
         if first_time {
             tracing::warn!(flow_run = %run, job = %job, "crashed: {message}");
             // In the run's log before its state says CRASHED: whoever looks finds why.
-            self.logs.write(run, ERROR, &message);
-            self.logs.flush().await;
+            self.logs.write_confirmed(run, ERROR, &message).await;
         }
         match self
             .prefect
@@ -162,7 +161,11 @@ impl Actor {
                 .filter(|p| key_of_pod(p).as_ref() == Some(key))
                 .collect(),
             Err(e) => {
-                tracing::debug!("cannot list the pods of Job {}: {e}", key.1);
+                tracing::debug!(
+                    "cannot list the pods of Job {}: {}",
+                    key.1,
+                    crate::cluster::describe(&e)
+                );
                 Vec::new()
             }
         };
@@ -184,7 +187,10 @@ impl Actor {
                     ));
                 }
                 Ok(_) => {}
-                Err(e) => tracing::debug!("cannot read the log of pod {pod}: {e}"),
+                Err(e) => tracing::debug!(
+                    "cannot read the log of pod {pod}: {}",
+                    crate::cluster::describe(&e)
+                ),
             }
         }
         report
@@ -202,7 +208,7 @@ impl Actor {
             Ok(gone) => gone,
             Err(e) => {
                 self.metrics.api_error(MetricsApi::kubernetes, "delete");
-                tracing::warn!(job = %format!("{}/{}", key.0, key.1), "cannot delete the Job: {e}");
+                tracing::warn!(job = %format!("{}/{}", key.0, key.1), "cannot delete the Job: {}", crate::cluster::describe(&e));
                 return false;
             }
         };
@@ -262,7 +268,7 @@ impl Actor {
                         false
                     }
                     Err(e) => {
-                        tracing::warn!(flow_run = %run.id, "cannot read the Job of a cancelling run: {e}");
+                        tracing::warn!(flow_run = %run.id, "cannot read the Job of a cancelling run: {}", crate::cluster::describe(&e));
                         false
                     }
                 }

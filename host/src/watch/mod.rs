@@ -13,6 +13,7 @@ pub mod tracked;
 
 pub use decide::WatchOptions;
 
+use crate::cluster::describe_watch;
 use crate::job::{AGENT_LABEL, FLOW_RUN_LABEL, label_value};
 use crate::metrics::{Metrics, WatchKind};
 use crate::prefect::models::FlowRun;
@@ -173,7 +174,7 @@ impl Observer {
                 Ok(event) => self.jobs.apply_job_event(&scope, event),
                 Err(e) => {
                     metrics.watcher_restart(WatchKind::job);
-                    tracing::warn!("the Job watch failed and restarts: {e}");
+                    tracing::warn!("the Job watch failed and restarts: {}", describe_watch(&e));
                     Vec::new()
                 }
             },
@@ -181,7 +182,7 @@ impl Observer {
                 Ok(event) => self.jobs.apply_pod_event(&scope, event),
                 Err(e) => {
                     metrics.watcher_restart(WatchKind::pod);
-                    tracing::warn!("the pod watch failed and restarts: {e}");
+                    tracing::warn!("the pod watch failed and restarts: {}", describe_watch(&e));
                     Vec::new()
                 }
             },
@@ -189,7 +190,10 @@ impl Observer {
                 Ok(event) => self.jobs.apply_kube_event(event).into_iter().collect(),
                 Err(e) => {
                     metrics.watcher_restart(WatchKind::event);
-                    tracing::debug!("the Event watch failed and restarts: {e}");
+                    tracing::debug!(
+                        "the Event watch failed and restarts: {}",
+                        describe_watch(&e)
+                    );
                     Vec::new()
                 }
             },

@@ -20,12 +20,12 @@ use serde_json::json;
 pub fn handle(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Response {
     let bad = |e: serde_json::Error| error_response(&ApiError::bad_request(e.to_string()));
     match (method, path) {
-        (&Method::POST, "faults") => match serde_json::from_slice::<FaultRule>(body) {
+        (&Method::POST, "faults") => match FaultRule::from_json(body) {
             Ok(rule) => {
                 shared.faults.add(rule);
                 ok()
             }
-            Err(e) => bad(e),
+            Err(e) => error_response(&ApiError::bad_request(format!("not a fault rule: {e}"))),
         },
         (&Method::DELETE, "faults") => {
             shared.faults.clear();

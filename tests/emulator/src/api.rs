@@ -34,8 +34,10 @@ pub async fn handle(
     if let Some(rest) = path.strip_prefix("/emulator/") {
         return crate::admin::handle(&shared, &method, rest, &body);
     }
-    match shared.faults.next() {
+    let mut lose_the_answer = false;
+    match shared.faults.next(method.as_str(), &path) {
         Some(Injected::Latency(delay)) => tokio::time::sleep(delay).await,
+        Some(Injected::LostAnswer) => lose_the_answer = true,
         Some(Injected::Status(code)) => {
             let error = ApiError {
                 code,
@@ -48,13 +50,18 @@ pub async fn handle(
         Some(Injected::Drop) => return dropped_connection(),
         None => {}
     }
-    match discovery(&path) {
+    let response = match discovery(&path) {
         Some(document) => json_response(StatusCode::OK, &document, &[]),
         None => match resource_request(&shared, &method, &path, &params, &headers, &body).await {
             Ok(response) => response,
             Err(error) => error_response(&error),
         },
+    };
+    // Served, but the client never hears of it.
+    if lose_the_answer {
+        return dropped_connection();
     }
+    response
 }
 
 fn reason_for(code: u16) -> &'static str {

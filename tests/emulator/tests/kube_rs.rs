@@ -998,9 +998,8 @@ async fn injected_faults_hit_the_next_requests_only() {
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     // kube-rs retries 429/503/504 by itself; a 500 reaches the caller.
     emulator.inject(FaultRule {
-        fault: Fault::Status { code: 500 },
         count: Some(2),
-        fraction: None,
+        ..FaultRule::always(Fault::Status { code: 500 })
     });
     for _ in 0..2 {
         assert_eq!(api_error(jobs.list(&ListParams::default()).await).code, 500);
@@ -1010,9 +1009,8 @@ async fn injected_faults_hit_the_next_requests_only() {
         .expect("the third request is served");
 
     emulator.inject(FaultRule {
-        fault: Fault::Drop,
         count: Some(1),
-        fraction: None,
+        ..FaultRule::always(Fault::Drop)
     });
     assert!(
         jobs.list(&ListParams::default()).await.is_err(),
@@ -1023,13 +1021,73 @@ async fn injected_faults_hit_the_next_requests_only() {
         .expect("then served again");
 
     emulator.inject(FaultRule {
-        fault: Fault::Latency { ms: 300 },
         count: Some(1),
-        fraction: None,
+        ..FaultRule::always(Fault::Latency { ms: 300 })
     });
     let started = std::time::Instant::now();
     jobs.list(&ListParams::default()).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+/// Rules posted over HTTP, as the standalone emulator and the fault suite use them: a status
+/// on matching requests only, and a lost answer (the Job is created, the client hears
+/// nothing).
+#[tokio::test]
+async fn faults_posted_over_http_hit_only_matching_requests_and_lost_answers_are_applied() {
+    let (emulator, client) = start(config(vec![])).await;
+    let http = reqwest::Client::new();
+    let post = async |body: &str| {
+        http.post(format!("{}/emulator/faults", emulator.url()))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    };
+    let refused = post(r#"{"fault": "status", "code": 500, "fracton": 1}"#).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("unknown field `fracton`")
+    );
+    let accepted =
+        post(r#"{"fault": "status", "code": 500, "count": 1, "method": "POST", "path": "/jobs"}"#)
+            .await;
+    assert_eq!(accepted.status(), 200);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.list(&ListParams::default())
+        .await
+        .expect("a GET does not match the rule");
+    assert_eq!(
+        api_error(
+            jobs.create(&PostParams::default(), &job("hit", "busybox"))
+                .await
+        )
+        .code,
+        500
+    );
+    jobs.create(&PostParams::default(), &job("served", "busybox"))
+        .await
+        .expect("the rule is used up");
+
+    assert_eq!(
+        post(r#"{"fault": "lost-answer", "count": 1, "method": "POST"}"#)
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        jobs.create(&PostParams::default(), &job("lost", "busybox"))
+            .await
+            .is_err(),
+        "the client hears nothing"
+    );
+    assert!(
+        jobs.get_opt("lost").await.unwrap().is_some(),
+        "but the Job was created"
+    );
 }
 
 #[tokio::test]

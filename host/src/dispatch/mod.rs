@@ -13,12 +13,15 @@ use crate::plugins::{AgentSettings, CallError, Chain};
 use crate::prefect::models::{Deployment, Flow, FlowRun, RunContext, WorkPool};
 use crate::prefect::{PrefectClient, PrefectError, ProposalStatus, RunLogs, placeholders};
 use crate::request::build_request;
+use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+mod orphans;
 
 /// Prefect's log levels.
 const INFO: u8 = 20;
@@ -35,6 +38,13 @@ pub struct DispatchOptions {
     pub prefetch: Duration,
     /// Submissions under way at once.
     pub limit: usize,
+    /// How often the agent tells Prefect it is alive (Prefect's `PREFECT_WORKER_HEARTBEAT_SECONDS`).
+    pub heartbeat_interval: Duration,
+    /// A claim older than this whose run has no Job is finished by this agent.
+    pub orphan_grace: Duration,
+    /// How often claims left unfinished (an agent killed between claim and create) are looked
+    /// for.
+    pub orphan_interval: Duration,
     pub max_polls: Option<u64>,
     pub dry_run: bool,
     pub shutdown_grace: Duration,
@@ -113,43 +123,77 @@ impl Dispatcher {
     }
 
     /// Polls until `shutdown` resolves or `max_polls` is reached, then lets the submissions
-    /// under way finish (within the grace period). Returns every run's outcome.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Summary {
-        let permits = Arc::new(Semaphore::new(self.parts.options.limit.max(1)));
+    /// under way finish (within the grace period). `wakeups` makes it poll before the poll
+    /// interval is over (a run was scheduled). Returns how the runs ended, counted.
+    pub async fn run(
+        self: Arc<Self>,
+        wakeups: impl futures::Stream<Item = ()>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Summary {
+        let limit = self.parts.options.limit.max(1);
+        let permits = Arc::new(Semaphore::new(limit));
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut summary = Summary::default();
         tokio::pin!(shutdown);
+        tokio::pin!(wakeups);
         let mut polls = 0u64;
+        let mut next_heartbeat = tokio::time::Instant::now();
+        let mut next_orphan_check = tokio::time::Instant::now();
         'polling: loop {
-            self.heartbeat().await;
-            match self.poll().await {
+            let now = tokio::time::Instant::now();
+            if now >= next_heartbeat {
+                self.heartbeat().await;
+                next_heartbeat = now + self.parts.options.heartbeat_interval;
+            }
+            // Wait for a free slot (a full agent has nothing to poll for), not past a shutdown.
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = permits.acquire() => {}
+                    _ = &mut shutdown => {
+                        self.announce_shutdown(tasks.len());
+                        break 'polling;
+                    }
+                }
+            }
+            let mut runs = match self.poll(permits.available_permits().max(1)).await {
                 Ok(runs) => {
                     self.parts.health.polled();
                     self.parts.metrics.polls.inc();
-                    for run in runs {
-                        if self.in_flight.lock().unwrap().contains(&run.id) {
-                            continue;
-                        }
-                        // Wait for a free slot, but not past a shutdown.
-                        let permit = tokio::select! {
-                            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                            _ = &mut shutdown => {
-                                self.announce_shutdown(tasks.len());
-                                break 'polling;
-                            }
-                        };
-                        self.in_flight.lock().unwrap().insert(run.id.clone());
-                        let agent = self.clone();
-                        tasks.spawn(async move {
-                            let id = run.id.clone();
-                            let outcome = agent.handle(run).await;
-                            agent.in_flight.lock().unwrap().remove(&id);
-                            drop(permit);
-                            outcome
-                        });
-                    }
+                    runs
                 }
-                Err(e) => tracing::warn!("polling the pool failed: {e}"),
+                Err(e) => {
+                    tracing::warn!("polling the pool failed: {e}");
+                    Vec::new()
+                }
+            };
+            let wanted = permits.available_permits().max(1);
+            let mut started = 0;
+            if !self.parts.options.dry_run && now >= next_orphan_check {
+                runs.extend(self.orphans().await);
+                next_orphan_check = now + self.parts.options.orphan_interval;
+            }
+            for run in runs {
+                if self.in_flight.lock().unwrap().contains(&run.id) {
+                    continue;
+                }
+                let permit = tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    _ = &mut shutdown => {
+                        self.announce_shutdown(tasks.len());
+                        break 'polling;
+                    }
+                };
+                self.in_flight.lock().unwrap().insert(run.id.clone());
+                started += 1;
+                let agent = self.clone();
+                tasks.spawn(async move {
+                    let id = run.id.clone();
+                    let outcome = agent.handle(run).await;
+                    agent.in_flight.lock().unwrap().remove(&id);
+                    drop(permit);
+                    outcome
+                });
             }
             while let Some(done) = tasks.try_join_next() {
                 summary.count(done.ok());
@@ -158,14 +202,20 @@ impl Dispatcher {
             if self.parts.options.max_polls.is_some_and(|max| polls >= max) {
                 break;
             }
+            // A full batch of new runs: more may be waiting; poll again as soon as a slot is free.
+            if started >= wanted {
+                continue;
+            }
             tokio::select! {
                 _ = &mut shutdown => {
                     self.announce_shutdown(tasks.len());
                     break;
                 }
                 _ = tokio::time::sleep(self.parts.options.poll_interval) => {}
+                Some(()) = wakeups.next() => {}
             }
         }
+        let under_way = tasks.len();
         let drain = async {
             while let Some(done) = tasks.join_next().await {
                 summary.count(done.ok());
@@ -176,7 +226,7 @@ impl Dispatcher {
             .is_err()
         {
             tracing::warn!(
-                "grace period over; submissions still under way were abandoned (their runs stay PENDING and Prefect will see them as late)"
+                "grace period over; {under_way} submission(s) still under way were abandoned: their runs stay PENDING until an agent of this pool finishes their claims (any agent does, --orphan-grace after the claim)"
             );
         }
         summary
@@ -198,7 +248,7 @@ impl Dispatcher {
             .heartbeat(
                 &self.parts.pool.name,
                 &self.parts.settings.name,
-                self.parts.options.poll_interval * 3,
+                self.parts.options.heartbeat_interval,
             )
             .await
         {
@@ -206,7 +256,8 @@ impl Dispatcher {
         }
     }
 
-    async fn poll(&self) -> Result<Vec<FlowRun>, PrefectError> {
+    /// Up to `wanted` runs scheduled before now + prefetch.
+    async fn poll(&self, wanted: usize) -> Result<Vec<FlowRun>, PrefectError> {
         let before = chrono::Utc::now()
             + chrono::Duration::from_std(self.parts.options.prefetch).unwrap_or_default();
         // A failed poll is retried by the next one; per-run calls are more patient.
@@ -217,7 +268,7 @@ impl Dispatcher {
                 &self.parts.pool.name,
                 &self.parts.options.queues,
                 before,
-                self.parts.options.limit * 4,
+                wanted,
             )
             .await
     }
@@ -226,15 +277,23 @@ impl Dispatcher {
     /// log line on the run.
     async fn handle(&self, mut run: FlowRun) -> Outcome {
         let id = run.id.clone();
-        match self.claim(&run).await {
-            Ok(Some(claim_id)) => {
-                self.parts.metrics.claimed.inc();
-                run.state_id = Some(claim_id)
+        // A claim another agent (or an earlier life of this one) left unfinished.
+        let finishing = orphans::claimed_by(&run).map(str::to_string);
+        if let Some(claimed_by) = &finishing {
+            if let Some(outcome) = self.finish_existing(&run, claimed_by).await {
+                return outcome;
             }
-            Ok(None) => return Outcome::ClaimedElsewhere,
-            Err(e) => {
-                tracing::warn!(flow_run = %id, "could not claim: {e}");
-                return Outcome::ClaimedElsewhere;
+        } else {
+            match self.claim(&run).await {
+                Ok(Some(claim_id)) => {
+                    self.parts.metrics.claimed.inc();
+                    run.state_id = Some(claim_id)
+                }
+                Ok(None) => return Outcome::ClaimedElsewhere,
+                Err(e) => {
+                    tracing::warn!(flow_run = %id, "could not claim: {e}");
+                    return Outcome::ClaimedElsewhere;
+                }
             }
         }
         let claimed_at = std::time::Instant::now();
@@ -263,7 +322,8 @@ impl Dispatcher {
                     .metrics
                     .claim_to_job
                     .observe(claimed_at.elapsed().as_secs_f64());
-                self.report_submitted(&id, &submitted).await
+                self.report_submitted(&id, &submitted, finishing.as_deref())
+                    .await
             }
             Err(e) => {
                 self.parts.metrics.crash(CrashReason::Kubernetes);
@@ -284,11 +344,7 @@ impl Dispatcher {
     /// (the server went away after accepting) the run can be read back and the claim recognised
     /// as ours instead of leaving the run PENDING with no Job.
     async fn claim(&self, run: &FlowRun) -> Result<Option<String>, PrefectError> {
-        let message = format!(
-            "Claimed by agent {} (claim {})",
-            self.parts.settings.name,
-            claim_token()
-        );
+        let message = orphans::claim_message(&self.parts.settings.name, &claim_token());
         let proposal = match self
             .parts
             .prefect
@@ -418,23 +474,36 @@ impl Dispatcher {
             .await
     }
 
-    async fn report_submitted(&self, id: &str, submitted: &Submitted) -> Outcome {
+    /// Records the Job on the run and says so in its log; `finished_for` names the agent
+    /// whose claim this one finished.
+    async fn report_submitted(
+        &self,
+        id: &str,
+        submitted: &Submitted,
+        finished_for: Option<&str>,
+    ) -> Outcome {
         let pid = submitted.infrastructure_pid();
+        let job = pid.replace(':', "/");
+        let mut message = match (submitted.adopted, finished_for) {
+            (true, Some(_)) => format!("Flow run is running as Kubernetes Job {job}"),
+            (true, None) => format!(
+                "Flow run is running as Kubernetes Job {job} (created by an earlier attempt of this claim)"
+            ),
+            (false, _) => format!("Submitted flow run to Kubernetes as Job {job}"),
+        };
+        if let Some(claimed_by) = finished_for {
+            self.parts.metrics.claims_finished.inc();
+            message.push_str(&format!(
+                " (the claim of agent {claimed_by}, left unfinished, was finished by agent {})",
+                self.parts.settings.name
+            ));
+        }
+        // The line first, then the Job on the run: an agent killed in between leaves a run with
+        // no Job recorded, which any agent finishes (line included).
+        self.parts.logs.write_confirmed(id, INFO, &message).await;
         if let Err(e) = self.parts.prefect.set_infrastructure_pid(id, &pid).await {
             tracing::warn!(flow_run = %id, job = %pid, "created the Job but could not record it on the run: {e}");
         }
-        let message = if submitted.adopted {
-            format!(
-                "Flow run is running as Kubernetes Job {} (created by an earlier attempt of this claim)",
-                pid.replace(':', "/")
-            )
-        } else {
-            format!(
-                "Submitted flow run to Kubernetes as Job {}",
-                pid.replace(':', "/")
-            )
-        };
-        self.parts.logs.write(id, INFO, &message);
         tracing::info!(flow_run = %id, job = %pid, adopted = submitted.adopted, "submitted");
         if submitted.adopted {
             Outcome::Adopted(pid)
@@ -452,8 +521,7 @@ impl Dispatcher {
     ) -> Outcome {
         tracing::warn!(flow_run = %id, state, "{message}");
         // In the run's log before its state changes: whoever looks finds why.
-        self.parts.logs.write(id, ERROR, message);
-        self.parts.logs.flush().await;
+        self.parts.logs.write_confirmed(id, ERROR, message).await;
         match self
             .parts
             .prefect

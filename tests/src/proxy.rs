@@ -1,0 +1,225 @@
+//! An HTTP proxy in front of a real server (the Prefect API), for tests and benchmarks: it
+//! counts requests by method and path (ids folded: `GET /api/flow_runs/{id}`), slows the ones
+//! a rule names, and can refuse everything (an outage) without stopping the server behind it.
+//! Websockets (Prefect's event stream) are passed through and counted as one request each.
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message as ServerMessage, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message as ClientMessage;
+
+/// Requests matching `method` (any when `None`) and containing `path` wait `delay` first.
+#[derive(Debug, Clone)]
+pub struct Slow {
+    pub method: Option<Method>,
+    pub path: String,
+    pub delay: Duration,
+}
+
+#[derive(Default)]
+struct Shared {
+    upstream: String,
+    counts: Mutex<BTreeMap<String, u64>>,
+    slow: Mutex<Vec<Slow>>,
+    down: AtomicBool,
+    http: reqwest::Client,
+}
+
+/// A running proxy; it stops with the runtime it was started on.
+pub struct Proxy {
+    pub address: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// A proxy on a free loopback port to `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str) -> Proxy {
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            ..Shared::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Proxy { address, shared }
+    }
+
+    /// The proxy's URL for `path` of the upstream (`/api`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn slow_down(&self, rule: Slow) {
+        self.shared.slow.lock().unwrap().push(rule);
+    }
+
+    pub fn speed_up(&self) {
+        self.shared.slow.lock().unwrap().clear();
+    }
+
+    /// While down, every request is answered 503, as a server that is restarting.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests so far, by `METHOD /path` with ids folded.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.shared.counts.lock().unwrap().clone()
+    }
+
+    pub fn reset_counts(&self) {
+        self.shared.counts.lock().unwrap().clear();
+    }
+
+    /// All requests so far.
+    pub fn total(&self) -> u64 {
+        self.counts().values().sum()
+    }
+}
+
+/// `/api/flow_runs/5f3c…/set_state` → `/api/flow_runs/{id}/set_state`.
+pub fn fold_ids(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let hex = segment.chars().filter(|c| c.is_ascii_hexdigit()).count();
+            if segment.len() >= 32 && hex >= 30 {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    *shared
+        .counts
+        .lock()
+        .unwrap()
+        .entry(format!("{method} {}", fold_ids(&path)))
+        .or_default() += 1;
+    if shared.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "proxy: the server is down").into_response();
+    }
+    let delay = shared
+        .slow
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|rule| rule.method.as_ref().is_none_or(|m| *m == method) && path.contains(&rule.path))
+        .map(|rule| rule.delay);
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        let target = format!("{}{path}{query}", shared.upstream.replacen("http", "ws", 1));
+        return upgrade.on_upgrade(move |socket| bridge(socket, target));
+    }
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(body) => body,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let mut outgoing = shared
+        .http
+        .request(method, format!("{}{path}{query}", shared.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    match outgoing.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let mut headers = HeaderMap::new();
+            for (name, value) in answer.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    headers.insert(name, value.clone());
+                }
+            }
+            let body: Bytes = answer.bytes().await.unwrap_or_default();
+            (status, headers, body).into_response()
+        }
+        Err(_) => (StatusCode::BAD_GATEWAY, "proxy: the server did not answer").into_response(),
+    }
+}
+
+/// Passes messages both ways between the client's socket and the server's.
+async fn bridge(client: axum::extract::ws::WebSocket, target: String) {
+    let Ok((server, _)) = tokio_tungstenite::connect_async(&target).await else {
+        return;
+    };
+    let (mut to_server, mut from_server) = server.split();
+    let (mut to_client, mut from_client) = client.split();
+    let upstream = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let message = match message {
+                ServerMessage::Text(text) => ClientMessage::Text(text.as_str().into()),
+                ServerMessage::Binary(bytes) => ClientMessage::Binary(bytes),
+                ServerMessage::Ping(bytes) => ClientMessage::Ping(bytes),
+                ServerMessage::Pong(bytes) => ClientMessage::Pong(bytes),
+                ServerMessage::Close(_) => break,
+            };
+            if to_server.send(message).await.is_err() {
+                break;
+            }
+        }
+    };
+    let downstream = async {
+        while let Some(Ok(message)) = from_server.next().await {
+            let message = match message {
+                ClientMessage::Text(text) => ServerMessage::Text(text.as_str().into()),
+                ClientMessage::Binary(bytes) => ServerMessage::Binary(bytes),
+                ClientMessage::Ping(bytes) => ServerMessage::Ping(bytes),
+                ClientMessage::Pong(bytes) => ServerMessage::Pong(bytes),
+                ClientMessage::Close(_) | ClientMessage::Frame(_) => break,
+            };
+            if to_client.send(message).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_ids;
+
+    #[test]
+    fn ids_fold_so_that_requests_count_by_kind() {
+        assert_eq!(
+            fold_ids("/api/flow_runs/5f3c2a9e-2b1d-4c3e-9f8a-0123456789ab/set_state"),
+            "/api/flow_runs/{id}/set_state"
+        );
+        assert_eq!(
+            fold_ids("/api/work_pools/bench/get_scheduled_flow_runs"),
+            "/api/work_pools/bench/get_scheduled_flow_runs"
+        );
+    }
+}
