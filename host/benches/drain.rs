@@ -8,7 +8,7 @@
 
 use agent_tests::prefect::PrefectServer;
 use kube_emulator::{Config, Emulator};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 8;
@@ -54,17 +54,8 @@ async fn main() {
     let cache = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let agent = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args([
-            "start",
-            "--pool",
-            "bench",
-            "--poll-interval",
-            "100ms",
-            "--limit",
-            &CONCURRENCY.to_string(),
-            "--prefetch",
-            "0s",
-        ])
+        // Default flags: --submission-limit is 8, as the floor's concurrency.
+        .args(["start", "--pool", "bench"])
         .env("KUBECONFIG", emulator.kubeconfig())
         .env("PREFECT_API_URL", &prefect.api_url)
         .env("AGENT_PLUGIN_CACHE", cache.path())
@@ -127,39 +118,8 @@ async fn main() {
     for _ in 0..n {
         prefect.create_run(&floor_deployment, json!({}));
     }
-    let http = reqwest::Client::new();
-    let api = prefect.api_url.clone();
     let started = Instant::now();
-    loop {
-        let scheduled: Value = http.post(format!("{api}/work_pools/floor/get_scheduled_flow_runs")).json(&json!({"scheduled_before": chrono::Utc::now().to_rfc3339(), "limit": CONCURRENCY * 4})).send().await.unwrap().json().await.unwrap();
-        let batch: Vec<Value> = scheduled
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["flow_run"].clone())
-            .collect();
-        if batch.is_empty() {
-            break;
-        }
-        use futures::StreamExt;
-        futures::stream::iter(batch)
-            .for_each_concurrent(CONCURRENCY, |run| {
-                let (http, api) = (http.clone(), api.clone());
-                async move {
-                    let id = run["id"].as_str().unwrap();
-                    let post = |path: String, body: Value| http.post(format!("{api}{path}")).json(&body).send();
-                    let claim: Value = post(format!("/flow_runs/{id}/set_state"), json!({"state": {"type": "PENDING", "name": "Pending"}})).await.unwrap().json().await.unwrap();
-                    if claim["status"] != "ACCEPT" {
-                        return;
-                    }
-                    http.get(format!("{api}/deployments/{}", run["deployment_id"].as_str().unwrap())).send().await.unwrap();
-                    http.get(format!("{api}/flows/{}", run["flow_id"].as_str().unwrap())).send().await.unwrap();
-                    http.patch(format!("{api}/flow_runs/{id}")).json(&json!({"infrastructure_pid": "default:x"})).send().await.unwrap();
-                    post("/logs/".into(), json!([{"name": "floor", "level": 20, "message": "Submitted", "flow_run_id": id, "timestamp": chrono::Utc::now().to_rfc3339()}])).await.unwrap();
-                }
-            })
-            .await;
-    }
+    agent_tests::floor::drain(&prefect.api_url, "floor", CONCURRENCY).await;
     let floor_time = started.elapsed();
 
     let agent_rate = n as f64 / agent_time.as_secs_f64();

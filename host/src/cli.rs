@@ -113,52 +113,68 @@ pub struct PluginTestArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// The work pool to serve.
-    #[arg(long, env = "PREFECT_WORK_POOL_NAME")]
+    #[arg(long, short = 'p', env = "PREFECT_WORK_POOL_NAME")]
     pub pool: String,
-    /// A work queue of the pool to serve (repeatable; all queues when none). `--label` is
-    /// Prefect 1's name for it.
+    /// A work queue of the pool to serve (repeatable; all queues when none). `--queue` and
+    /// `--label` (Prefect 1's name) are the same.
     #[arg(
-        long = "queue",
+        long = "work-queue",
         short = 'q',
-        visible_alias = "label",
+        visible_aliases = ["queue", "label"],
         value_name = "QUEUE"
     )]
     pub queues: Vec<String>,
+    /// The worker type, as `prefect worker start --type` takes it: only `kubernetes`.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_worker_type)]
+    pub worker_type: Option<String>,
     /// Prefect API key, sent as `Authorization: Bearer` (Prefect Cloud).
-    #[arg(long, env = "PREFECT_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        visible_alias = "api-key",
+        env = "PREFECT_API_KEY",
+        hide_env_values = true
+    )]
     pub key: Option<String>,
     /// `user:password` for a self-hosted server behind basic auth.
     #[arg(long, env = "PREFECT_API_AUTH_STRING", hide_env_values = true)]
     pub auth_string: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Create the pool (with prefect-kubernetes' stock base job template) when it is missing.
-    #[arg(long)]
+    #[arg(long, visible_alias = "create-pool-if-not-found")]
     pub create_pool: bool,
     /// A base job template or Job manifest replacing the pool's (JSON or YAML): a file, an
     /// https:// URL, or s3://, gs://, az:// (credentials from the environment).
-    #[arg(long, value_name = "FILE|URL", value_hint = ValueHint::FilePath)]
+    #[arg(long, visible_alias = "base-job-template", value_name = "FILE|URL", value_hint = ValueHint::FilePath)]
     pub job_template: Option<String>,
-    /// Time between polls.
-    #[arg(long, env = "AGENT_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Time between polls (like 15s, or seconds: 15; 100ms to 1h); Prefect's event stream
+    /// wakes the agent between them for new runs and cancellations.
+    #[arg(long, env = "PREFECT_WORKER_QUERY_SECONDS", default_value = "15", value_parser = parse_poll_interval)]
     pub poll_interval: Duration,
-    /// Claim runs scheduled up to this far ahead.
-    #[arg(long, env = "AGENT_PREFETCH", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Claim runs scheduled up to this far ahead (like 10s, or seconds: 10; 0 to 1d).
+    #[arg(long, visible_alias = "prefetch-seconds", env = "PREFECT_WORKER_PREFETCH_SECONDS", default_value = "10", value_parser = parse_prefetch)]
     pub prefetch: Duration,
-    /// Submissions under way at once.
-    #[arg(long, env = "AGENT_LIMIT", default_value_t = 8)]
-    pub limit: usize,
-    /// How often the agent tells Prefect it is alive (the pool's worker list shows it online).
+    /// Flow runs of this agent running at once (its Jobs not finished), as Prefect's worker's
+    /// --limit: past it, no run is claimed until one ends [default: no limit]
+    #[arg(long, short = 'l', value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub limit: Option<u32>,
+    /// Submissions (claim, plugins, Job creation) under way at once (1 to 1024).
+    #[arg(long, env = "AGENT_SUBMISSION_LIMIT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub submission_limit: u32,
+    /// How often the agent tells Prefect it is alive (the pool's worker list shows it online;
+    /// like 30s, or seconds: 30; 1s to 1h).
     #[arg(long, env = "PREFECT_WORKER_HEARTBEAT_SECONDS", default_value = "30", value_parser = parse_heartbeat)]
     pub heartbeat_interval: Duration,
     /// A claim older than this whose run has no Job (its agent died between claim and create)
-    /// is finished by this agent, under the same Job name.
+    /// is finished by this agent, under the same Job name (1s to 1d).
     #[arg(long, env = "AGENT_ORPHAN_GRACE", default_value = "90s", value_parser = parse_orphan_grace)]
     pub orphan_grace: Duration,
     /// How often the pool's claims left unfinished are looked for (one request per 200
-    /// PENDING runs).
+    /// PENDING runs; 1s to 1d).
     #[arg(long, env = "AGENT_ORPHAN_INTERVAL", default_value = "60s", value_parser = parse_orphan_interval)]
     pub orphan_interval: Duration,
     /// Stop after this many polls (and the submissions they started).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_polls: Option<u64>,
     /// Poll once, submit what was found, exit (same as --max-polls 1).
     #[arg(long)]
@@ -167,6 +183,10 @@ pub struct StartArgs {
     /// every namespace served, creating it (labelled as the agent's) or updating it.
     #[arg(long, env = "AGENT_MANAGE_API_KEY_SECRET", requires = "api_key_secret")]
     pub manage_api_key_secret: bool,
+    /// Flow run pods get no API key although the agent has one (they authenticate some other
+    /// way). Without it, a PREFECT_API_KEY with no --api-key-secret is refused at start.
+    #[arg(long, env = "AGENT_NO_API_KEY_FOR_RUNS")]
+    pub no_api_key_for_runs: bool,
     /// Move every plain env value of a Job's containers into a Secret named after the Job and
     /// owned by it (deleted with it); the containers read them through secretKeyRef. Needs
     /// create, get, patch and delete on secrets where Jobs run.
@@ -175,8 +195,8 @@ pub struct StartArgs {
     /// Do everything but create Jobs: print each Job and give its run back to the pool.
     #[arg(long)]
     pub dry_run: bool,
-    /// How long submissions under way may take to finish on shutdown.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// How long submissions under way may take to finish on shutdown (0 to 1h).
+    #[arg(long, env = "AGENT_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_shutdown_grace)]
     pub shutdown_grace: Duration,
     #[command(flatten)]
     pub watch: WatchArgs,
@@ -186,33 +206,56 @@ pub struct StartArgs {
     pub plugins: PluginArgs,
 }
 
+/// How the agent talks to the Prefect API (Prefect's client settings).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Prefect API")]
+pub struct ApiArgs {
+    /// A PEM file of the certificate authorities to trust for the Prefect API (a private CA).
+    #[arg(long, env = "PREFECT_API_SSL_CERT_FILE", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub api_ca_file: Option<PathBuf>,
+    /// Do not check the Prefect API's TLS certificate (testing only).
+    #[arg(long, env = "PREFECT_API_TLS_INSECURE_SKIP_VERIFY", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub api_tls_insecure_skip_verify: bool,
+    /// A header for every request to the Prefect API: NAME=VALUE (repeatable). Prefect's
+    /// PREFECT_CLIENT_CUSTOM_HEADERS (a JSON object) is read too.
+    #[arg(long = "api-header", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub api_headers: Vec<(String, String)>,
+    /// How long one request to the Prefect API may take (like 60s, or seconds: 60; 1s to 1h).
+    #[arg(long, env = "PREFECT_API_REQUEST_TIMEOUT", default_value = "60", value_parser = parse_request_timeout)]
+    pub api_request_timeout: Duration,
+}
+
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// The agent's image (build one from this repository's binary; none is published).
     #[arg(long)]
     pub image: String,
     /// The work pool the agent serves.
-    #[arg(long, env = "PREFECT_WORK_POOL_NAME")]
+    #[arg(long, short = 'p', env = "PREFECT_WORK_POOL_NAME")]
     pub pool: String,
     /// The Prefect API URL, for the agent and its flow runs.
-    #[arg(long, env = "PREFECT_API_URL")]
+    #[arg(long, env = "PREFECT_API_URL", value_parser = parse_api_url)]
     pub api_url: String,
     /// Work queues to serve (repeatable; all when none).
-    #[arg(long = "queue", short = 'q', visible_alias = "label")]
+    #[arg(long = "work-queue", short = 'q', visible_aliases = ["queue", "label"])]
     pub queues: Vec<String>,
     /// The namespace the agent runs in.
-    #[arg(long, short = 'n', default_value = "default")]
+    #[arg(long, default_value = "default")]
     pub namespace: String,
     /// A namespace Jobs go to (repeatable; the first is the default) [default: --namespace]
     #[arg(long = "job-namespace", value_name = "NAMESPACE")]
     pub job_namespaces: Vec<String>,
     /// The agent's name: its Deployment, labels, and the worker name in Prefect.
-    #[arg(long, default_value = "prefect-agent")]
+    #[arg(long, short = 'n', default_value = "prefect-agent")]
     pub name: String,
     /// The Secret (NAME/KEY) holding the Prefect API key; flow run pods read it from a Secret
     /// of the same name in their namespace.
+    #[arg(long, visible_alias = "key-secret", value_name = "NAME/KEY", value_parser = parse_secret_ref_default_key)]
+    pub api_key_secret: Option<(String, String)>,
+    /// The Secret (NAME/KEY) holding `user:password` for a server behind basic auth; the agent
+    /// and flow run pods read PREFECT_API_AUTH_STRING from it.
     #[arg(long, value_name = "NAME/KEY", value_parser = parse_secret_ref_default_key)]
-    pub key_secret: Option<(String, String)>,
+    pub api_auth_string_secret: Option<(String, String)>,
     /// The Prefect API key itself: refused (it would be printed in plain text) unless
     /// --insecure-inline-key.
     #[arg(long, short = 'k', env = "PREFECT_API_KEY", hide_env_values = true)]
@@ -220,11 +263,11 @@ pub struct InstallArgs {
     /// Print --key into a Secret of the manifests.
     #[arg(long)]
     pub insecure_inline_key: bool,
-    /// The agent copies its key into the --key-secret Secret of every job namespace
+    /// The agent copies its key into the --api-key-secret Secret of every job namespace
     /// (`agent start --manage-api-key-secret`); --rbac then grants creating it and reading and
     /// updating that one Secret.
-    #[arg(long)]
-    pub manage_key_secret: bool,
+    #[arg(long, visible_alias = "manage-key-secret")]
+    pub manage_api_key_secret: bool,
     /// The agent moves each Job's plain env into a Secret the Job owns (`agent start
     /// --env-secret`); --rbac then grants create, get, patch and delete on secrets where Jobs
     /// run.
@@ -237,7 +280,8 @@ pub struct InstallArgs {
     /// The service account the agent runs as [default: --name]
     #[arg(long)]
     pub service_account_name: Option<String>,
-    #[arg(long, default_value_t = 1)]
+    /// Agents running the pool side by side (they share the work through Prefect's claims).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub replicas: u32,
     #[arg(long, default_value = "IfNotPresent")]
     pub image_pull_policy: String,
@@ -256,7 +300,7 @@ pub struct InstallArgs {
     /// configmap:NAME/KEY, volume:CLAIM/PATH (a PersistentVolumeClaim), or an https:// URL
     /// (fetched at start; needs #sha256=HEX). Each may start with NAME= and end with
     /// #sha256=HEX.
-    #[arg(long = "plugin", short = 'p', value_name = "PLUGIN")]
+    #[arg(long = "plugin", value_name = "PLUGIN")]
     pub plugins: Vec<String>,
     /// A plugin setting passed to the agent: NAME.KEY=VALUE (repeatable).
     #[arg(long = "plugin-config", short = 'c', value_name = "NAME.KEY=VALUE")]
@@ -265,7 +309,7 @@ pub struct InstallArgs {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
     /// The port of /healthz, /readyz and /metrics.
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
     pub health_port: u16,
 }
 
@@ -282,30 +326,37 @@ fn parse_secret_ref_default_key(text: &str) -> Result<(String, String), String> 
 pub struct WatchArgs {
     /// A pod that cannot pull its image or find a Secret/ConfigMap this long after its
     /// creation crashes its run, and its Job is deleted.
-    #[arg(long, env = "AGENT_POD_START_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AGENT_POD_START_TIMEOUT", default_value = "5m", value_parser = parse_pod_start_timeout)]
     pub pod_start_timeout: Duration,
     /// A pod no node can take is waited for (an autoscaler may add one) this long, then its
     /// run crashes and its Job is deleted.
-    #[arg(long, env = "AGENT_SCHEDULE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AGENT_SCHEDULE_TIMEOUT", default_value = "30m", value_parser = parse_schedule_timeout)]
     pub schedule_timeout: Duration,
     /// Delete Jobs that succeeded this long after they finished, once their run is final
     /// [default: keep them]
-    #[arg(long, env = "AGENT_DELETE_SUCCEEDED_AFTER", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AGENT_DELETE_SUCCEEDED_AFTER", value_parser = parse_keep)]
     pub delete_succeeded_after: Option<Duration>,
     /// Delete Jobs that failed this long after they finished, once their run is final
     /// [default: keep them]
-    #[arg(long, env = "AGENT_DELETE_FAILED_AFTER", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AGENT_DELETE_FAILED_AFTER", value_parser = parse_keep)]
     pub delete_failed_after: Option<Duration>,
-    /// Serve /healthz, /readyz and /metrics (Prometheus) on HOST:PORT.
-    #[arg(long, env = "AGENT_ADDRESS", value_name = "HOST:PORT")]
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on HOST:PORT (or
+    /// http://HOST:PORT, Prefect 1's form).
+    #[arg(long, env = "AGENT_ADDRESS", value_name = "HOST:PORT", value_parser = parse_agent_address)]
     pub agent_address: Option<std::net::SocketAddr>,
+    /// Serve /healthz, /readyz and /metrics on PREFECT_WORKER_WEBSERVER_HOST and
+    /// PREFECT_WORKER_WEBSERVER_PORT (0.0.0.0:8080), as Prefect's worker does; --agent-address
+    /// wins.
+    #[arg(long)]
+    pub with_healthcheck: bool,
     /// /healthz fails after this many poll intervals without a successful poll (Prefect's
     /// worker uses 30).
     #[arg(
         long,
         env = "AGENT_UNHEALTHY_AFTER",
         default_value_t = 30,
-        value_name = "POLLS"
+        value_name = "POLLS",
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
     )]
     pub unhealthy_after: u32,
     /// A file rewritten after every successful poll, for exec liveness probes.
@@ -356,12 +407,12 @@ pub struct AgentArgs {
     #[arg(long, env = "AGENT_CONFIG", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
     /// The agent's name (Prefect calls it the worker name); labels every Job.
-    #[arg(long, env = "AGENT_NAME", default_value = "agent")]
+    #[arg(long, short = 'n', env = "AGENT_NAME", default_value = "agent")]
     pub name: String,
     /// Create Jobs in this namespace: the default for runs, and (with --job-namespace) the
     /// only one allowed; a deployment asking for another one fails. Unset: the namespace the
     /// job variables give (pool default `default`).
-    #[arg(long, short = 'n', env = "AGENT_NAMESPACE")]
+    #[arg(long, env = "AGENT_NAMESPACE")]
     pub namespace: Option<String>,
     /// Another namespace Jobs may go to, by their `namespace` job variable (repeatable);
     /// a run asking for one outside --namespace and these fails. Unset (and no --namespace):
@@ -373,8 +424,9 @@ pub struct AgentArgs {
         value_name = "NAMESPACE"
     )]
     pub job_namespaces: Vec<String>,
-    /// The Prefect API URL flow run pods use (PREFECT_API_URL in their env).
-    #[arg(long, env = "PREFECT_API_URL")]
+    /// The Prefect API URL (`http(s)://HOST[:PORT]/api`, or Prefect Cloud's workspace URL);
+    /// flow run pods get it as PREFECT_API_URL.
+    #[arg(long, env = "PREFECT_API_URL", value_parser = parse_api_url)]
     pub api_url: Option<String>,
     /// Secret (NAME/KEY) flow run pods read PREFECT_API_KEY from.
     #[arg(long, value_name = "NAME/KEY", env = "AGENT_API_KEY_SECRET", value_parser = parse_secret_ref)]
@@ -422,7 +474,7 @@ pub struct PluginArgs {
     /// A plugin to run after the stock one: PATH, NAME=PATH, or either with #sha256=HEX to pin
     /// it (repeatable; they run in the order given). Its name is the file name without
     /// `.wasm` unless given.
-    #[arg(long = "plugin", short = 'p', value_name = "PLUGIN")]
+    #[arg(long = "plugin", value_name = "PLUGIN")]
     pub plugins: Vec<PluginSpec>,
     /// A setting for one plugin: NAME.KEY=VALUE (repeatable).
     #[arg(long = "plugin-config", short = 'c', value_name = "NAME.KEY=VALUE", value_parser = parse_plugin_setting)]
@@ -442,7 +494,7 @@ pub struct PluginArgs {
     /// instead of handed back to the kernel): the next call does not fault it in again. A
     /// Python plugin's call is about 2.4x faster with the default; costs up to that much RSS
     /// per warm slot.
-    #[arg(long, env = "AGENT_PLUGIN_KEEP_RESIDENT", default_value = "32MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "AGENT_PLUGIN_KEEP_RESIDENT", default_value = "32MiB", value_parser = parse_keep_resident)]
     pub plugin_keep_resident: usize,
     /// A limit for one plugin (repeatable): NAME.timeout=DURATION, NAME.memory=SIZE,
     /// NAME.output=SIZE, NAME.instances=N, NAME.tables=N, NAME.table-elements=N (defaults
@@ -484,8 +536,12 @@ fn parse_named_list(text: &str, required: &[&str]) -> Result<NamedList, String> 
     let value = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
     } else {
-        crate::document::read_document(std::path::Path::new(text))
-            .map_err(|e| format!("{e:#} (expected inline JSON or a JSON/YAML file)"))?
+        crate::document::read_document(std::path::Path::new(text)).map_err(|e| {
+            format!(
+                "{} (expected inline JSON or a JSON/YAML file)",
+                crate::text::error_chain(&e)
+            )
+        })?
     };
     let items = match value {
         serde_json::Value::Array(items) => items,
@@ -551,8 +607,8 @@ pub fn parse_duration_in(text: &str, min: Duration, max: Duration) -> Result<Dur
     if duration < min || duration > max {
         return Err(format!(
             "{text} is out of range: allowed from {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
+            crate::text::show_duration(min),
+            crate::text::show_duration(max)
         ));
     }
     Ok(duration)
@@ -570,6 +626,77 @@ pub fn parse_bytes_in(text: &str, min: usize, max: usize) -> Result<usize, Strin
         ));
     }
     Ok(bytes)
+}
+
+fn seconds(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::from_millis(100), seconds(3600))
+}
+
+fn parse_prefetch(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::ZERO, seconds(86_400))
+}
+
+fn parse_shutdown_grace(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::ZERO, seconds(3600))
+}
+
+fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, seconds(1), seconds(3600))
+}
+
+fn parse_pod_start_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, seconds(1), seconds(7 * 86_400))
+}
+
+fn parse_schedule_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, seconds(1), seconds(30 * 86_400))
+}
+
+/// How long finished Jobs are kept.
+fn parse_keep(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, Duration::ZERO, seconds(365 * 86_400))
+}
+
+fn parse_keep_resident(text: &str) -> Result<usize, String> {
+    parse_bytes_in(text, 0, 4 << 30)
+}
+
+fn parse_worker_type(text: &str) -> Result<String, String> {
+    if text == "kubernetes" {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "this agent is a Kubernetes worker: only `kubernetes` is taken, not {text:?} (run Prefect's own worker for other types)"
+        ))
+    }
+}
+
+/// An http(s) URL with a host: the Prefect API.
+pub fn parse_api_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| {
+        format!("{text:?} is not a URL ({e}); give the API's full address (PREFECT_API_URL or --api-url), like http://prefect:4200/api")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{text:?} is not an http(s) URL with a host; give the API's full address (PREFECT_API_URL or --api-url), like http://prefect:4200/api"
+        ));
+    }
+    Ok(text.trim().trim_end_matches('/').to_string())
+}
+
+/// `HOST:PORT`, or `http://HOST:PORT` as Prefect 1's agent took it.
+fn parse_agent_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let bare = text
+        .strip_prefix("http://")
+        .unwrap_or(text)
+        .trim_end_matches('/');
+    bare.parse().map_err(|_| {
+        format!("{text:?} is not HOST:PORT with an IP address (like 0.0.0.0:8080 or http://0.0.0.0:8080)")
+    })
 }
 
 fn parse_heartbeat(text: &str) -> Result<Duration, String> {
@@ -626,6 +753,26 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
     number
         .checked_mul(factor)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Environment variables of earlier releases, and the ones now read for the same setting.
+const RENAMED_ENV: &[(&str, &str)] = &[
+    ("AGENT_POLL_INTERVAL", "PREFECT_WORKER_QUERY_SECONDS"),
+    ("AGENT_PREFETCH", "PREFECT_WORKER_PREFETCH_SECONDS"),
+    ("AGENT_LIMIT", "AGENT_SUBMISSION_LIMIT"),
+];
+
+/// Reads the earlier names of renamed environment variables when the new ones are unset.
+/// Call before any thread starts.
+pub fn read_renamed_env() {
+    for (old, new) in RENAMED_ENV {
+        if std::env::var_os(new).is_none()
+            && let Some(value) = std::env::var_os(old)
+        {
+            // SAFETY: called from `main` before any other thread exists.
+            unsafe { std::env::set_var(new, value) };
+        }
+    }
 }
 
 pub fn init_logging(filter: &str, format: LogFormat) {

@@ -53,6 +53,10 @@ pub fn expand(cli: &Command, args: Vec<OsString>) -> anyhow::Result<Vec<OsString
     let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let settings = Settings {
         command: &command,
+        others: cli
+            .get_subcommands()
+            .filter(|c| c.get_name() != command.get_name())
+            .collect(),
         file: &path,
         base,
     };
@@ -82,8 +86,16 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
 
 struct Settings<'a> {
     command: &'a Command,
+    /// The other commands: one file serves `agent start` and `agent render`, and a key that
+    /// only another command takes is not a mistake.
+    others: Vec<&'a Command>,
     file: &'a Path,
     base: PathBuf,
+}
+
+/// Whether `arg` is named `key`, by its long name or an alias.
+fn named(arg: &Arg, key: &str) -> bool {
+    arg.get_long() == Some(key) || arg.get_all_aliases().is_some_and(|a| a.contains(&key))
 }
 
 impl Settings<'_> {
@@ -92,6 +104,14 @@ impl Settings<'_> {
         for (key, value) in table {
             if key == "plugin" {
                 self.plugins(value, &mut flags)?;
+                continue;
+            }
+            if self.arg(key).is_err() && self.for_another_command(key) {
+                tracing::debug!(
+                    "{}: `{key}` is not a setting of `agent {}`; ignored",
+                    self.file.display(),
+                    self.command.get_name()
+                );
                 continue;
             }
             let arg = self.arg(key)?;
@@ -103,10 +123,16 @@ impl Settings<'_> {
         Ok(flags.into_iter().map(OsString::from).collect())
     }
 
+    fn for_another_command(&self, key: &str) -> bool {
+        self.others
+            .iter()
+            .any(|other| other.get_arguments().any(|a| named(a, key)))
+    }
+
     fn arg(&self, key: &str) -> anyhow::Result<&Arg> {
         self.command
             .get_arguments()
-            .find(|a| a.get_long() == Some(key) && key != CONFIG_FLAG)
+            .find(|a| named(a, key) && key != CONFIG_FLAG)
             .ok_or_else(|| {
                 let mut known: Vec<&str> = self
                     .command
@@ -116,6 +142,7 @@ impl Settings<'_> {
                     .collect();
                 known.push("plugin");
                 known.sort_unstable();
+                known.dedup();
                 anyhow!(
                     "{}: unknown setting `{key}` for `agent {}`; settings are the long flag names: {}",
                     self.file.display(),
@@ -369,7 +396,7 @@ config = { x = 1 }
         let Sub::Start(start) = cli.command else {
             panic!("start")
         };
-        assert_eq!(start.limit, 2, "the command line wins");
+        assert_eq!(start.limit, Some(2), "the command line wins");
         assert_eq!(start.pool, "k8s");
         assert_eq!(start.queues, ["a", "b"]);
     }

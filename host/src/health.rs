@@ -4,6 +4,7 @@
 //! succeeded for `unhealthy_after` poll intervals (the Prefect API down, the loop stuck), and
 //! healthy again with the next successful poll.
 
+use crate::cluster::Reachability;
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// What the probes look at; the loop updates it.
 pub struct Health {
+    /// Whether Kubernetes can be reached (ready only then: runs are not claimed otherwise).
+    cluster: Option<Arc<Reachability>>,
     started: Instant,
     last_poll: std::sync::Mutex<Option<Instant>>,
     ready: AtomicBool,
@@ -32,8 +35,10 @@ impl Health {
         poll_interval: Duration,
         unhealthy_after: u32,
         heartbeat_file: Option<PathBuf>,
+        cluster: Option<Arc<Reachability>>,
     ) -> Self {
         Health {
+            cluster,
             started: Instant::now(),
             last_poll: std::sync::Mutex::new(None),
             ready: AtomicBool::new(false),
@@ -111,12 +116,22 @@ async fn healthz(State(probes): State<Probes>) -> impl IntoResponse {
 }
 
 async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
-    if probes.health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+    let health = &probes.health;
+    if let Some(cluster) = health.cluster.as_ref().filter(|c| !c.is_up()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: Kubernetes is out of reach ({}); no run is claimed until it answers\n",
+                cluster.reason()
+            ),
+        );
+    }
+    if health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: starting or stopping\n",
+            "not ready: starting or stopping\n".to_string(),
         )
     }
 }

@@ -2,7 +2,7 @@
 //! `kubectl apply -f -`: a Deployment, and with `--rbac` the ServiceAccount and the least
 //! privilege the agent needs, in the namespaces its Jobs go to.
 //!
-//! Nothing secret is printed: the Prefect API key is read from a Secret (`--key-secret`);
+//! Nothing secret is printed: the Prefect API key is read from a Secret (`--api-key-secret`);
 //! an inline key is refused unless `--insecure-inline-key` says the operator means it.
 
 use crate::cli::InstallArgs;
@@ -61,7 +61,7 @@ pub fn main(args: InstallArgs) -> ExitCode {
             }
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::text::error_chain(&error));
             ExitCode::from(2)
         }
     }
@@ -91,10 +91,10 @@ pub fn manifests(args: &InstallArgs) -> anyhow::Result<Vec<Value>> {
     Ok(documents)
 }
 
-/// The Secret the agent keeps up to date, with --manage-key-secret.
+/// The Secret the agent keeps up to date, with --manage-api-key-secret.
 fn managed_secret(args: &InstallArgs) -> Option<&str> {
-    args.manage_key_secret
-        .then_some(args.key_secret.as_ref())
+    args.manage_api_key_secret
+        .then_some(args.api_key_secret.as_ref())
         .flatten()
         .map(|(name, _)| name.as_str())
 }
@@ -172,18 +172,18 @@ enum KeySource {
 }
 
 fn key_source(args: &InstallArgs) -> anyhow::Result<KeySource> {
-    if args.manage_key_secret && args.key_secret.is_none() {
+    if args.manage_api_key_secret && args.api_key_secret.is_none() {
         bail!(
-            "--manage-key-secret needs --key-secret NAME[/KEY]: the Secret to copy the key into in each job namespace"
+            "--manage-api-key-secret needs --api-key-secret NAME[/KEY]: the Secret to copy the key into in each job namespace"
         );
     }
-    match (&args.key_secret, &args.key) {
+    match (&args.api_key_secret, &args.key) {
         (Some(_), Some(_)) => {
-            bail!("give the API key either as --key-secret or as --key, not both")
+            bail!("give the API key either as --api-key-secret or as --key, not both")
         }
         (Some((name, key)), None) => Ok(KeySource::Secret(name.clone(), key.clone())),
         (None, Some(_)) if !args.insecure_inline_key => bail!(
-            "--key would put the Prefect API key in the manifests in plain text. Create a Secret instead and name it:\n  kubectl -n {ns} create secret generic prefect-api-key --from-literal=key=\"$PREFECT_API_KEY\"\n  agent install --key-secret prefect-api-key/key …\n(or pass --insecure-inline-key to print it anyway)",
+            "--key would put the Prefect API key in the manifests in plain text. Create a Secret instead and name it:\n  kubectl -n {ns} create secret generic prefect-api-key --from-literal=key=\"$PREFECT_API_KEY\"\n  agent install --api-key-secret prefect-api-key/key …\n(or pass --insecure-inline-key to print it anyway)",
             ns = args.namespace
         ),
         (None, Some(key)) => {
@@ -388,6 +388,11 @@ fn deployment(
     }
     if managed_secret(args).is_some() {
         env.push(json!({"name": "AGENT_MANAGE_API_KEY_SECRET", "value": "true"}));
+    }
+    if let Some((name, key)) = &args.api_auth_string_secret {
+        env.push(json!({"name": "PREFECT_API_AUTH_STRING", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}));
+        // Flow run pods read it from a Secret of the same name in their namespace.
+        env.push(json!({"name": "AGENT_API_AUTH_STRING_SECRET", "value": format!("{name}/{key}")}));
     }
     if args.env_secret {
         env.push(json!({"name": "AGENT_ENV_SECRET", "value": "true"}));

@@ -4,11 +4,20 @@ use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A panic anywhere (a task included) is a bug: end the agent with an error rather than
+    // leave it half alive.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "error: internal error ({info}); the agent stops. Please report this with the log above."
+        );
+        std::process::exit(70);
+    }));
+    agent::cli::read_renamed_env();
     let command = Cli::command();
     let args = match agent::config_file::expand(&command, std::env::args_os().collect()) {
         Ok(args) => args,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", agent::text::error_chain(&error));
             return ExitCode::from(2);
         }
     };

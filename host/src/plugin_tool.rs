@@ -62,7 +62,7 @@ pub fn check(args: PluginCheckArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::text::error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -109,7 +109,7 @@ pub fn test(args: PluginTestArgs) -> ExitCode {
             }
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::text::error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -14,7 +14,7 @@ pub fn main(args: PluginNewArgs) -> ExitCode {
     match create(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::text::error_chain(&error));
             ExitCode::from(2)
         }
     }
@@ -73,6 +73,7 @@ fn files(lang: PluginLang) -> Vec<(&'static str, &'static str)> {
             "cases/adds-the-team-label.yaml",
             include_str!("scaffold/case.yaml.txt"),
         ),
+        ("run.json", include_str!("scaffold/run.json.txt")),
     ];
     files.extend(match lang {
         PluginLang::Rust => vec![

@@ -12,7 +12,6 @@ use crate::watch::WatchOptions;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The agent's own defaults for every Job (Prefect 1 agent options).
 #[derive(Debug, Clone, Default)]
@@ -152,11 +151,50 @@ impl PluginSettings {
 }
 
 /// The Prefect API the agent talks to, and how.
-#[derive(Debug, Clone)]
-pub struct PrefectSettings {
-    pub api_url: String,
-    pub key: Option<String>,
-    pub auth_string: Option<String>,
+pub use crate::prefect::ClientOptions as PrefectSettings;
+
+/// The Prefect client's options from the flags and Prefect's settings.
+fn prefect_settings(api_url: String, args: &StartArgs) -> Result<PrefectSettings, String> {
+    {
+        let mut headers = args.api.api_headers.clone();
+        if headers.is_empty()
+            && let Ok(text) = std::env::var("PREFECT_CLIENT_CUSTOM_HEADERS")
+        {
+            headers = custom_headers(&text)?;
+        }
+        Ok(PrefectSettings {
+            api_url,
+            key: args.key.clone(),
+            auth_string: args.auth_string.clone(),
+            ca_file: args.api.api_ca_file.clone(),
+            insecure_skip_verify: args.api.api_tls_insecure_skip_verify,
+            headers,
+            request_timeout: args.api.api_request_timeout,
+        })
+    }
+}
+
+/// `PREFECT_CLIENT_CUSTOM_HEADERS`: a JSON object of header names to string values.
+fn custom_headers(text: &str) -> Result<Vec<(String, String)>, String> {
+    let problem = |detail: String| {
+        format!(
+            "PREFECT_CLIENT_CUSTOM_HEADERS {detail}; it must be a JSON object of header names to strings, like {{\"X-Team\": \"data\"}}"
+        )
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| problem(format!("is not JSON ({e})")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| problem("is not an object".into()))?;
+    object
+        .iter()
+        .map(|(name, value)| match value.as_str() {
+            Some(text) => Ok((name.clone(), text.to_string())),
+            None => Err(problem(format!(
+                "has a value for {name:?} that is not a string"
+            ))),
+        })
+        .collect()
 }
 
 /// `--agent-address` and what the probes look at.
@@ -186,18 +224,28 @@ pub struct StartSettings {
 
 impl StartSettings {
     pub fn from_args(args: StartArgs) -> Result<Self, String> {
-        let api_url = args
-            .agent
-            .api_url
-            .clone()
-            .ok_or("no Prefect API: set PREFECT_API_URL or --api-url")?;
+        let api_url = args.agent.api_url.clone().ok_or(
+            "no Prefect API: set PREFECT_API_URL or --api-url (like http://prefect:4200/api)",
+        )?;
+        if args.key.is_some() && args.agent.api_key_secret.is_none() && !args.no_api_key_for_runs {
+            let namespace = args.agent.namespace.as_deref().unwrap_or("default");
+            return Err(format!(
+                "PREFECT_API_KEY is set, but flow run pods would get no key (Prefect's worker passes it to them). \
+                 Put it in a Secret the pods read, and name it:\n  \
+                 kubectl -n {namespace} create secret generic prefect-api-key --from-literal=key=\"$PREFECT_API_KEY\"\n  \
+                 agent start --api-key-secret prefect-api-key/key …\n\
+                 or let the agent keep that Secret in every namespace it serves: --api-key-secret prefect-api-key/key --manage-api-key-secret\n\
+                 or, when the pods authenticate some other way: --no-api-key-for-runs"
+            ));
+        }
         let jobs = JobDefaults::from_args(&args.agent);
         let namespaces = jobs.namespaces();
         let dispatch = DispatchOptions {
             queues: args.queues.clone(),
             poll_interval: args.poll_interval,
             prefetch: args.prefetch,
-            limit: args.limit,
+            limit: args.submission_limit as usize,
+            running_limit: args.limit,
             heartbeat_interval: args.heartbeat_interval,
             orphan_grace: args.orphan_grace,
             orphan_interval: args.orphan_interval,
@@ -219,35 +267,52 @@ impl StartSettings {
             delete_succeeded_after: args.watch.delete_succeeded_after,
             delete_failed_after: args.watch.delete_failed_after,
             pass_interval: args.poll_interval,
-            cancel_interval: args.poll_interval.min(Duration::from_secs(2)),
+            cancel_interval: args.poll_interval,
             log_tail: args.watch.crash_log_lines,
         };
         Ok(StartSettings {
-            prefect: PrefectSettings {
-                api_url,
-                key: args.key.clone(),
-                auth_string: args.auth_string.clone(),
-            },
+            prefect: prefect_settings(api_url, &args)?,
             pool: args.pool.clone(),
             create_pool: args.create_pool,
             job_template: args.job_template.clone(),
             dispatch,
             watch,
             health: HealthSettings {
-                address: args.watch.agent_address,
+                address: args.watch.agent_address.or(if args.watch.with_healthcheck {
+                    Some(prefect_webserver_address()?)
+                } else {
+                    None
+                }),
                 unhealthy_after: args.watch.unhealthy_after,
                 heartbeat_file: args.watch.heartbeat_file.clone(),
             },
             jobs,
             plugins: PluginSettings {
                 // Each submission under way runs at most one chain, one call at a time.
-                concurrent_calls: u32::try_from(args.limit).unwrap_or(u32::MAX),
+                concurrent_calls: args.submission_limit,
                 ..PluginSettings::from_args(&args.plugins)
             },
             manage_api_key_secret: args.manage_api_key_secret,
             env_secret: args.env_secret,
         })
     }
+}
+
+/// Where Prefect's worker serves its health check: `PREFECT_WORKER_WEBSERVER_HOST` and
+/// `_PORT` (0.0.0.0 and 8080 by default).
+fn prefect_webserver_address() -> Result<SocketAddr, String> {
+    let host = std::env::var("PREFECT_WORKER_WEBSERVER_HOST").unwrap_or_else(|_| "0.0.0.0".into());
+    let port = std::env::var("PREFECT_WORKER_WEBSERVER_PORT").unwrap_or_else(|_| "8080".into());
+    let host = if host == "localhost" {
+        "127.0.0.1".into()
+    } else {
+        host
+    };
+    format!("{host}:{port}").parse().map_err(|_| {
+        format!(
+            "--with-healthcheck: PREFECT_WORKER_WEBSERVER_HOST {host:?} and PREFECT_WORKER_WEBSERVER_PORT {port:?} are not an IP address and a port"
+        )
+    })
 }
 
 /// Everything `agent render` runs with.

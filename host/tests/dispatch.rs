@@ -193,7 +193,7 @@ async fn a_plugin_that_sleeps_crashes_only_its_runs_at_the_deadline_and_the_othe
             "--name",
             "agent-sleep",
             "--run-once",
-            "--limit",
+            "--submission-limit",
             "2",
             "--plugin-timeout",
             "1s",
@@ -323,7 +323,7 @@ async fn three_agents_racing_create_each_job_exactly_once() {
         "40",
         "--poll-interval",
         "100ms",
-        "--limit",
+        "--submission-limit",
         "16",
     ];
     let (a, b, c) = tokio::join!(
@@ -450,13 +450,19 @@ async fn a_missing_pool_is_refused_unless_asked_to_create_it() {
 }
 
 /// Starts `agent start` in the background (it runs until signalled).
+/// An agent process whose stderr is read as it comes (a full pipe would stall the agent).
+struct RunningAgent {
+    child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
 fn spawn_agent(
     cluster: &Cluster,
     api_url: &str,
     args: &[&str],
     cache: &std::path::Path,
-) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+) -> RunningAgent {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .arg("start")
         .args(["--namespace", &cluster.namespace])
         .args(args)
@@ -468,21 +474,27 @@ fn spawn_agent(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text)
+            .await
+            .unwrap();
+        text
+    });
+    RunningAgent { child, stderr }
 }
 
-async fn terminate(mut agent: tokio::process::Child) -> String {
-    let pid = agent.id().unwrap().to_string();
+async fn terminate(mut agent: RunningAgent) -> String {
+    let pid = agent.child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     let output = tokio::time::timeout(std::time::Duration::from_secs(90), async {
-        let mut stderr = String::new();
-        tokio::io::AsyncReadExt::read_to_string(agent.stderr.as_mut().unwrap(), &mut stderr)
-            .await
-            .unwrap();
-        (agent.wait().await.unwrap(), stderr)
+        let status = agent.child.wait().await.unwrap();
+        (status, agent.stderr.await.unwrap())
     })
     .await
     .expect("the agent stops within its grace period");
@@ -523,7 +535,7 @@ async fn sigterm_during_a_burst_leaves_no_run_claimed_without_a_job_or_a_report(
             "agent-sigterm",
             "--poll-interval",
             "100ms",
-            "--limit",
+            "--submission-limit",
             "4",
         ],
         cache.path(),
@@ -593,7 +605,7 @@ async fn a_prefect_restart_mid_stream_loses_nothing() {
             "agent-restart",
             "--poll-interval",
             "200ms",
-            "--limit",
+            "--submission-limit",
             "2",
         ],
         cache.path(),
@@ -626,10 +638,10 @@ async fn a_prefect_restart_mid_stream_loses_nothing() {
     };
     let started = std::time::Instant::now();
     while !all_recorded(&prefect) {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "runs still unsubmitted two minutes after the restart"
-        );
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let log = terminate(agent).await;
+            panic!("runs still unsubmitted two minutes after the restart; the agent said:\n{log}");
+        }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     terminate(agent).await;
@@ -661,9 +673,11 @@ async fn a_dropped_connection_to_the_api_server_is_retried_without_a_duplicate()
     prefect.create_pool("e2e-drop", json!({}));
     let deployment = prefect.create_deployment("e2e-drop", "etl", "drop", json!({}));
     let run = prefect.create_run(&deployment, json!({}));
-    // The first two Kubernetes requests (the create, then its retry) lose their connection.
+    // The create and its first retry lose their connection.
     emulator.inject(FaultRule {
         count: Some(2),
+        method: Some("POST".into()),
+        path: Some("/jobs".into()),
         ..FaultRule::always(Fault::Drop)
     });
     agent_start(
@@ -901,4 +915,127 @@ async fn a_job_template_from_s3_or_a_url_replaces_the_pools() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("s3://templates/missing.yaml"), "{stderr}");
+}
+
+/// A worker's command line and settings as Prefect's own worker takes them work unchanged:
+/// `-p`, `-q`, `-n`, `-l`, `--prefetch-seconds`, `--base-job-template`, `--with-healthcheck`,
+/// `--type kubernetes`, `--create-pool-if-not-found`, and the API reached over TLS with a
+/// private certificate authority (PREFECT_API_SSL_CERT_FILE), custom headers, a request
+/// timeout and the worker's query, prefetch, heartbeat and webserver settings.
+#[tokio::test(flavor = "multi_thread")]
+async fn prefects_own_flags_and_settings_run_a_pool_through_a_tls_api_with_a_private_ca() {
+    let prefect = server();
+    let cluster = cluster().await;
+    let upstream = prefect.api_url.trim_end_matches("/api").to_string();
+    let (proxy, ca) = agent_tests::proxy::Proxy::start_tls(&upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let template = dir.path().join("base-job-template.json");
+    let mut base = stock_template();
+    base["variables"]["properties"]["env"]["default"] = json!({"FROM_TEMPLATE": "yes"});
+    std::fs::write(&template, base.to_string()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = proxy.url("/api");
+    let run_agent = |extra: Vec<(&'static str, String)>| {
+        let cache = dir.path().join("cache");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"));
+        command
+            .args([
+                "start",
+                "-p",
+                "e2e-prefect-flags",
+                "-q",
+                "default",
+                "-n",
+                "worker-7",
+            ])
+            .args(["-l", "5", "--prefetch-seconds", "5", "--type", "kubernetes"])
+            .args([
+                "--create-pool-if-not-found",
+                "--with-healthcheck",
+                "--run-once",
+            ])
+            .arg("--base-job-template")
+            .arg(&template)
+            .args(["--namespace", &cluster.namespace])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("PREFECT_API_URL", &api)
+            .env("PREFECT_WORKER_QUERY_SECONDS", "2")
+            .env("PREFECT_WORKER_HEARTBEAT_SECONDS", "15")
+            .env("PREFECT_WORKER_WEBSERVER_HOST", "127.0.0.1")
+            .env("PREFECT_WORKER_WEBSERVER_PORT", port.to_string())
+            .env("PREFECT_CLIENT_CUSTOM_HEADERS", r#"{"X-Team": "data"}"#)
+            .env("PREFECT_API_REQUEST_TIMEOUT", "30")
+            .env("AGENT_PLUGIN_CACHE", cache)
+            .envs(extra);
+        command
+    };
+    // Without the certificate authority the API is not trusted, and the message says how.
+    let refused = run_agent(vec![]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("not trusted") && stderr.contains("PREFECT_API_SSL_CERT_FILE"),
+        "{stderr}"
+    );
+
+    // The pool is created by the first agent that finds it missing; a run of it.
+    let output = run_agent(vec![("PREFECT_API_SSL_CERT_FILE", common_arg(&ca_file))])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deployment =
+        prefect.create_deployment("e2e-prefect-flags", "etl", "e2e-prefect-flags", json!({}));
+    let run = prefect.create_run(&deployment, json!({}));
+    let output = run_agent(vec![("PREFECT_API_SSL_CERT_FILE", common_arg(&ca_file))])
+        .output()
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "serving /healthz, /readyz and /metrics on http://127.0.0.1:{port}"
+        )),
+        "{log}"
+    );
+    let jobs = cluster.jobs_of("worker-7").await;
+    assert_eq!(jobs.len(), 1, "one Job for the run: {log}");
+    assert!(
+        env_of(&jobs[0]).contains(&("FROM_TEMPLATE".into(), "yes".into())),
+        "the base job template given replaced the pool's"
+    );
+    assert_eq!(prefect.flow_run(&run)["state_type"], "PENDING");
+    assert_eq!(
+        proxy.custom_headers().get("x-team").map(String::as_str),
+        Some("data"),
+        "the custom header reached the API"
+    );
+    let workers = prefect.call(
+        "POST",
+        "/work_pools/e2e-prefect-flags/workers/filter",
+        Some(json!({})),
+    );
+    assert!(
+        workers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "worker-7" && w["heartbeat_interval_seconds"] == 15),
+        "{workers}"
+    );
+}
+
+fn common_arg(path: &std::path::Path) -> String {
+    path.to_str().unwrap().to_string()
 }

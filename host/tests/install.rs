@@ -89,7 +89,7 @@ async fn the_manifests_validate_strictly_and_kubectl_applies_them() {
     let url = format!("volumes=https://plugins.example.com/volumes.wasm#sha256={PIN}");
     let run = install(&[
         "--rbac",
-        "--key-secret",
+        "--api-key-secret",
         "prefect-api-key/key",
         "--plugin",
         &naming,
@@ -270,9 +270,9 @@ fn identity_of_role(role: &Value, namespace: &str) -> Identity {
 async fn the_role_it_grants_is_all_the_agent_needs() {
     let run = install(&[
         "--rbac",
-        "--key-secret",
+        "--api-key-secret",
         "prefect-api-key/key",
-        "--manage-key-secret",
+        "--manage-api-key-secret",
         "--env-secret",
     ]);
     assert_eq!(run.status, Some(0), "{}", run.stderr);

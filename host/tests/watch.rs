@@ -31,7 +31,13 @@ fn start(cluster: &Cluster, prefect: &PrefectServer, args: &[&str]) -> Running {
     let log = dir.path().join("agent.log");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .arg("start")
-        .args(["--namespace", &cluster.namespace, "--poll-interval", "1s"])
+        .args(["--namespace", &cluster.namespace])
+        .args(
+            (!args.contains(&"--poll-interval"))
+                .then_some(["--poll-interval", "1s"])
+                .into_iter()
+                .flatten(),
+        )
         .args(args)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
@@ -338,9 +344,9 @@ async fn failed_jobs_crash_their_runs_once_with_the_reason_and_the_logs_across_r
     assert!(message.contains("Pod evicted"), "{message}");
     agent.stop().await;
 
-    let told: Vec<usize> = [&failing, &killed, &evicted]
+    let told: Vec<Vec<String>> = [&failing, &killed, &evicted]
         .iter()
-        .map(|run| prefect.logs(run).len())
+        .map(|run| prefect.logs(run))
         .collect();
 
     // A restarted agent lists the same failed Jobs and says nothing twice.
@@ -360,12 +366,15 @@ async fn failed_jobs_crash_their_runs_once_with_the_reason_and_the_logs_across_r
     let log = again.stop().await;
     assert!(log.contains("not reporting a crash"), "{log}");
     for (run, told) in [&failing, &killed, &evicted].into_iter().zip(told) {
-        assert_eq!(
-            prefect.logs(run).len(),
-            told,
-            "no line told again: {:#?}",
-            prefect.logs(run)
-        );
+        // The restarted agent may forward an Event the first never saw, but nothing twice.
+        let logs = prefect.logs(run);
+        for line in &told {
+            assert_eq!(
+                count(&logs, line),
+                count(&told, line),
+                "no line told again: {logs:#?}"
+            );
+        }
         assert_eq!(state(prefect, run).0, "CRASHED");
         assert_eq!(count(&prefect.logs(run), "failed: BackoffLimitExceeded"), 1);
     }
@@ -794,4 +803,94 @@ async fn an_evicted_run_its_engine_rescheduled_is_not_crashed_and_gets_a_new_job
         "the first Job's failure is not told to the rescheduled run: {:#?}",
         prefect.logs(&run)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prefects_event_stream_claims_and_cancels_between_polls_and_a_timer_claims_at_prefetch() {
+    // Pods that keep running, as a flow run's would when it is cancelled.
+    let Some(cluster) = emulated(vec![rule(
+        "registry.example.com/etl",
+        Behaviour::Succeed { run_ms: 600_000 },
+        &[],
+    )])
+    .await
+    else {
+        return;
+    };
+    let prefect = server();
+    let deployment = pool_with_deployment(prefect, "life-events", "registry.example.com/etl:1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    // One poll at start, the next in an hour: whatever happens sooner is the event stream's.
+    let agent = start(
+        &cluster,
+        prefect,
+        &[
+            "--pool",
+            "life-events",
+            "--name",
+            "life-events",
+            "--poll-interval",
+            "1h",
+            "--prefetch",
+            "2s",
+            "--agent-address",
+            &address,
+        ],
+    );
+    let metric = async |line: &str| -> Option<()> {
+        let text = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains(line).then_some(())
+    };
+    eventually(
+        "the event stream connects",
+        Duration::from_secs(30),
+        &agent,
+        async || metric("agent_event_stream_connected 1").await,
+    )
+    .await;
+
+    let now = prefect.create_run(&deployment, json!({}));
+    let (_, job) = job_of(prefect, &agent, &now).await;
+
+    // Due in 8 s, claimed 2 s (--prefetch) before: by the timer the woken poll set.
+    let due = chrono::Utc::now() + chrono::TimeDelta::seconds(8);
+    let created = std::time::Instant::now();
+    let later: String = prefect.call(
+        "POST",
+        &format!("/deployments/{deployment}/create_flow_run"),
+        Some(json!({"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due.to_rfc3339()}}})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    job_of(prefect, &agent, &later).await;
+    let claimed_after = created.elapsed();
+    assert!(
+        claimed_after >= Duration::from_millis(5500) && claimed_after < Duration::from_secs(20),
+        "claimed {claimed_after:?} after creation, for a run due at 8 s with a 2 s prefetch\n{}",
+        agent.log()
+    );
+
+    force_state(prefect, &now, "CANCELLING");
+    state_becomes(prefect, &agent, &now, "CANCELLED", Duration::from_secs(20)).await;
+    assert!(!job_exists(&cluster, &job).await, "the Job is gone");
+    metric("agent_event_stream_wakeups_total 3")
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "two runs and a cancellation woke the agent:\n{}",
+                agent.log()
+            )
+        });
+    agent.stop().await;
 }

@@ -4,6 +4,7 @@
 //! Nothing here fakes a part of the system: plugins are the components `cargo build --target
 //! wasm32-wasip2` makes of `plugins/` and `tests/plugins/`, and the oracle is Prefect's code.
 
+pub mod floor;
 pub mod modules;
 pub mod prefect;
 pub mod proxy;

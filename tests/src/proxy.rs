@@ -27,6 +27,8 @@ pub struct Slow {
 #[derive(Default)]
 struct Shared {
     upstream: String,
+    /// Values seen of `x-…` headers, by name.
+    custom_headers: Mutex<BTreeMap<String, String>>,
     counts: Mutex<BTreeMap<String, u64>>,
     slow: Mutex<Vec<Slow>>,
     down: AtomicBool,
@@ -37,29 +39,108 @@ struct Shared {
 pub struct Proxy {
     pub address: SocketAddr,
     shared: Arc<Shared>,
+    tls: bool,
+}
+
+fn app(upstream: &str) -> (Arc<Shared>, axum::Router) {
+    let shared = Arc::new(Shared {
+        upstream: upstream.trim_end_matches('/').to_string(),
+        ..Shared::default()
+    });
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(shared.clone());
+    (shared, app)
 }
 
 impl Proxy {
     /// A proxy on a free loopback port to `upstream` (`http://host:port`).
     pub async fn start(upstream: &str) -> Proxy {
-        let shared = Arc::new(Shared {
-            upstream: upstream.trim_end_matches('/').to_string(),
-            ..Shared::default()
-        });
+        let (shared, app) = app(upstream);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Proxy { address, shared }
+        Proxy {
+            address,
+            shared,
+            tls: false,
+        }
+    }
+
+    /// The same over TLS, with a certificate for `localhost` from a certificate authority
+    /// made here; the authority's PEM is returned for clients to trust.
+    pub async fn start_tls(upstream: &str) -> (Proxy, String) {
+        let (shared, app) = app(upstream);
+        let authority = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agent tests CA");
+        let ca = ca_params.self_signed(&authority).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, authority);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request| {
+                        tower::ServiceExt::oneshot(app.clone(), request)
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        let proxy = Proxy {
+            address,
+            shared,
+            tls: true,
+        };
+        (proxy, ca.pem())
     }
 
     /// The proxy's URL for `path` of the upstream (`/api`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        if self.tls {
+            format!("https://localhost:{}{path}", self.address.port())
+        } else {
+            format!("http://{}{path}", self.address)
+        }
+    }
+
+    /// The last value seen of each `x-…` header.
+    pub fn custom_headers(&self) -> BTreeMap<String, String> {
+        self.shared.custom_headers.lock().unwrap().clone()
     }
 
     pub fn slow_down(&self, rule: Slow) {
@@ -119,6 +200,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         .unwrap()
         .entry(format!("{method} {}", fold_ids(&path)))
         .or_default() += 1;
+    for (name, value) in request.headers() {
+        if name.as_str().starts_with("x-") {
+            shared.custom_headers.lock().unwrap().insert(
+                name.to_string(),
+                value.to_str().unwrap_or_default().to_string(),
+            );
+        }
+    }
     if shared.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "proxy: the server is down").into_response();
     }

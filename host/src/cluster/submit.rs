@@ -78,14 +78,20 @@ pub struct Submitter {
     client: kube::Client,
     env_secret: bool,
     metrics: Arc<Metrics>,
+    reachability: Arc<super::Reachability>,
 }
 
 impl Submitter {
-    pub fn new(client: kube::Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        reachability: Arc<super::Reachability>,
+    ) -> Self {
         Submitter {
             client,
             env_secret: false,
             metrics,
+            reachability,
         }
     }
 
@@ -220,7 +226,11 @@ impl Submitter {
                 Err(error) if is_transient(&error) => {
                     let code = match &error {
                         kube::Error::Api(status) => status.code.to_string(),
-                        _ => "transport".to_string(),
+                        _ => {
+                            // No answer at all: stop claiming until it answers again.
+                            self.reachability.mark_down(&describe(&error));
+                            "transport".to_string()
+                        }
                     };
                     self.metrics.api_error(MetricsApi::kubernetes, code);
                     describe(&error)

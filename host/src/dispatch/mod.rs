@@ -5,26 +5,29 @@
 //! What happens to the Job after creation (diagnosis, crashes, cancellation, clean-up) is the
 //! `watch` module's.
 
-use crate::cluster::{SubmitError, Submitted, Submitter};
+use crate::cluster::{Reachability, SubmitError, Submitted, Submitter};
 use crate::health::Health;
 use crate::job::{self, InvalidJob, Tracking};
 use crate::metrics::{CrashReason, Metrics};
 use crate::plugins::{AgentSettings, CallError, Chain};
+use crate::prefect::emit::{Events, Worker};
 use crate::prefect::models::{Deployment, Flow, FlowRun, RunContext, WorkPool};
 use crate::prefect::{PrefectClient, PrefectError, ProposalStatus, RunLogs, placeholders};
 use crate::request::build_request;
-use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+mod due;
 mod orphans;
 
 /// Prefect's log levels.
 const INFO: u8 = 20;
+const WARNING: u8 = 30;
 const ERROR: u8 = 40;
 /// How long a poll or heartbeat retries before giving up until the next poll.
 const POLL_PATIENCE: Duration = Duration::from_secs(5);
@@ -38,6 +41,9 @@ pub struct DispatchOptions {
     pub prefetch: Duration,
     /// Submissions under way at once.
     pub limit: usize,
+    /// This agent's flow runs running at once (its Jobs not finished), as Prefect's worker's
+    /// `--limit`; `None`: no limit.
+    pub running_limit: Option<u32>,
     /// How often the agent tells Prefect it is alive (Prefect's `PREFECT_WORKER_HEARTBEAT_SECONDS`).
     pub heartbeat_interval: Duration,
     /// A claim older than this whose run has no Job is finished by this agent.
@@ -67,11 +73,18 @@ pub struct Parts {
     pub options: DispatchOptions,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// Whether Kubernetes answers (`None` in a dry run): no run is claimed while it does not.
+    pub reachability: Option<Arc<Reachability>>,
+    /// The agent as Prefect's worker, and where its events go.
+    pub worker: Arc<Worker>,
+    pub events: Events,
 }
 
 /// Claims and submits runs; one per agent.
 pub struct Dispatcher {
     parts: Parts,
+    /// This agent's Jobs not finished, as the watch counts them (for `running_limit`).
+    running: Arc<AtomicUsize>,
     in_flight: Mutex<HashSet<String>>,
     flows: Mutex<HashMap<String, Flow>>,
 }
@@ -81,6 +94,8 @@ pub struct Dispatcher {
 pub struct Summary {
     pub submitted: usize,
     pub adopted: usize,
+    /// Claims left for later (Kubernetes out of reach): finished by an agent when it is back.
+    pub deferred: usize,
     pub dry_runs: usize,
     pub claimed_elsewhere: usize,
     pub rejected: usize,
@@ -92,6 +107,7 @@ impl Summary {
         match outcome {
             Some(Outcome::Submitted(_)) => self.submitted += 1,
             Some(Outcome::Adopted(_)) => self.adopted += 1,
+            Some(Outcome::Deferred) => self.deferred += 1,
             Some(Outcome::DryRun) => self.dry_runs += 1,
             Some(Outcome::ClaimedElsewhere) => self.claimed_elsewhere += 1,
             Some(Outcome::Rejected) => self.rejected += 1,
@@ -107,6 +123,8 @@ impl Summary {
 pub enum Outcome {
     Submitted(String),
     Adopted(String),
+    /// Claimed, but Kubernetes could not be reached: the claim is finished later.
+    Deferred,
     DryRun,
     ClaimedElsewhere,
     Rejected,
@@ -114,9 +132,25 @@ pub enum Outcome {
 }
 
 impl Dispatcher {
+    /// The count of this agent's Jobs not finished, for the watch to keep up to date.
+    pub fn running_jobs(&self) -> Arc<AtomicUsize> {
+        self.running.clone()
+    }
+
+    /// How many more runs may start now: free submission slots, and room under
+    /// `running_limit` (Jobs not finished and submissions under way count against it).
+    fn room(&self, free_slots: usize) -> usize {
+        let Some(limit) = self.parts.options.running_limit else {
+            return free_slots;
+        };
+        let busy = self.running.load(Ordering::Relaxed) + self.in_flight.lock().unwrap().len();
+        free_slots.min((limit as usize).saturating_sub(busy))
+    }
+
     pub fn new(parts: Parts) -> Self {
         Dispatcher {
             parts,
+            running: Arc::new(AtomicUsize::new(0)),
             in_flight: Mutex::new(HashSet::new()),
             flows: Mutex::new(HashMap::new()),
         }
@@ -124,10 +158,11 @@ impl Dispatcher {
 
     /// Polls until `shutdown` resolves or `max_polls` is reached, then lets the submissions
     /// under way finish (within the grace period). `wakeups` makes it poll before the poll
-    /// interval is over (a run was scheduled). Returns how the runs ended, counted.
+    /// interval is over (Prefect's event stream said a run was scheduled; several wakeups
+    /// before a poll make one poll). Returns how the runs ended, counted.
     pub async fn run(
         self: Arc<Self>,
-        wakeups: impl futures::Stream<Item = ()>,
+        wakeups: Arc<Notify>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Summary {
         let limit = self.parts.options.limit.max(1);
@@ -135,7 +170,6 @@ impl Dispatcher {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut summary = Summary::default();
         tokio::pin!(shutdown);
-        tokio::pin!(wakeups);
         let mut polls = 0u64;
         let mut next_heartbeat = tokio::time::Instant::now();
         let mut next_orphan_check = tokio::time::Instant::now();
@@ -144,6 +178,16 @@ impl Dispatcher {
             if now >= next_heartbeat {
                 self.heartbeat().await;
                 next_heartbeat = now + self.parts.options.heartbeat_interval;
+            }
+            // Nothing is claimed while Kubernetes is out of reach: it would burn the run.
+            if let Some(cluster) = self.parts.reachability.as_ref().filter(|c| !c.is_up()) {
+                tokio::select! {
+                    _ = cluster.wait_up() => {}
+                    _ = &mut shutdown => {
+                        self.announce_shutdown(tasks.len());
+                        break 'polling;
+                    }
+                }
             }
             // Wait for a free slot (a full agent has nothing to poll for), not past a shutdown.
             let free = permits.available_permits();
@@ -156,7 +200,24 @@ impl Dispatcher {
                     }
                 }
             }
-            let mut runs = match self.poll(permits.available_permits().max(1)).await {
+            let room = self.room(permits.available_permits());
+            if room == 0 {
+                // At --limit: nothing to claim until a Job ends.
+                tokio::select! {
+                    _ = &mut shutdown => {
+                        self.announce_shutdown(tasks.len());
+                        break 'polling;
+                    }
+                    _ = tokio::time::sleep(self.parts.options.poll_interval) => {}
+                    _ = wakeups.notified() => {}
+                }
+                continue;
+            }
+            // Runs handled here whose claims have not landed yet come back too: ask for them
+            // on top, so that they do not crowd out new runs.
+            let asked = room + self.in_flight.lock().unwrap().len();
+            let polled_at = chrono::Utc::now();
+            let polled = match self.poll(asked, polled_at).await {
                 Ok(runs) => {
                     self.parts.health.polled();
                     self.parts.metrics.polls.inc();
@@ -167,7 +228,12 @@ impl Dispatcher {
                     Vec::new()
                 }
             };
-            let wanted = permits.available_permits().max(1);
+            // The pool had as many runs as asked for: more may be waiting.
+            let full_batch = polled.len() >= asked;
+            let due::Sorted {
+                due: mut runs,
+                next_due,
+            } = due::sort(polled, polled_at, self.parts.options.prefetch);
             let mut started = 0;
             if !self.parts.options.dry_run && now >= next_orphan_check {
                 runs.extend(self.orphans().await);
@@ -176,6 +242,9 @@ impl Dispatcher {
             for run in runs {
                 if self.in_flight.lock().unwrap().contains(&run.id) {
                     continue;
+                }
+                if started >= room {
+                    break;
                 }
                 let permit = tokio::select! {
                     permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -198,21 +267,28 @@ impl Dispatcher {
             while let Some(done) = tasks.try_join_next() {
                 summary.count(done.ok());
             }
+            // A full batch that started runs: more may be waiting; poll again as soon as a slot
+            // is free. Such a poll does not count toward --run-once's one: it drains what is due.
+            if full_batch && started > 0 {
+                continue;
+            }
             polls += 1;
             if self.parts.options.max_polls.is_some_and(|max| polls >= max) {
                 break;
             }
-            // A full batch of new runs: more may be waiting; poll again as soon as a slot is free.
-            if started >= wanted {
-                continue;
+            // Until the poll interval is over, a run falls due, or the event stream tells of a
+            // new run.
+            let mut pause = self.parts.options.poll_interval;
+            if let Some(at) = next_due {
+                pause = pause.min((at - chrono::Utc::now()).to_std().unwrap_or_default());
             }
             tokio::select! {
                 _ = &mut shutdown => {
                     self.announce_shutdown(tasks.len());
                     break;
                 }
-                _ = tokio::time::sleep(self.parts.options.poll_interval) => {}
-                Some(()) = wakeups.next() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = wakeups.notified() => {}
             }
         }
         let under_way = tasks.len();
@@ -256,10 +332,14 @@ impl Dispatcher {
         }
     }
 
-    /// Up to `wanted` runs scheduled before now + prefetch.
-    async fn poll(&self, wanted: usize) -> Result<Vec<FlowRun>, PrefectError> {
-        let before = chrono::Utc::now()
-            + chrono::Duration::from_std(self.parts.options.prefetch).unwrap_or_default();
+    /// Up to `wanted` runs due before the poll's horizon (see `due`).
+    async fn poll(
+        &self,
+        wanted: usize,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<FlowRun>, PrefectError> {
+        let options = &self.parts.options;
+        let before = due::horizon(now, options.prefetch, options.poll_interval);
         // A failed poll is retried by the next one; per-run calls are more patient.
         self.parts
             .prefect
@@ -287,7 +367,8 @@ impl Dispatcher {
             match self.claim(&run).await {
                 Ok(Some(claim_id)) => {
                     self.parts.metrics.claimed.inc();
-                    run.state_id = Some(claim_id)
+                    run.state_id = Some(claim_id);
+                    self.label(&id);
                 }
                 Ok(None) => return Outcome::ClaimedElsewhere,
                 Err(e) => {
@@ -297,7 +378,26 @@ impl Dispatcher {
             }
         }
         let claimed_at = std::time::Instant::now();
-        let job = match self.build_job(run).await {
+        let context = match self.context(run).await {
+            Ok(context) => context,
+            Err(e) => {
+                self.parts.metrics.crash(CrashReason::Prefect);
+                let message = format!("Reading the run's deployment or flow failed: {e}");
+                return self
+                    .report_failure(&id, "CRASHED", &message, Outcome::Crashed)
+                    .await;
+            }
+        };
+        let submitted_event = (!self.parts.options.dry_run).then(|| {
+            let event = self.parts.worker.submitted(
+                &context.flow_run,
+                &context.flow,
+                context.deployment.as_ref(),
+            );
+            self.parts.events.emit(&event);
+            event
+        });
+        let job = match self.build_job(context).await {
             Ok(job) => job,
             Err(Failure::Rejected(message)) => {
                 self.parts.metrics.rejected.inc();
@@ -322,8 +422,23 @@ impl Dispatcher {
                     .metrics
                     .claim_to_job
                     .observe(claimed_at.elapsed().as_secs_f64());
+                if let Some(event) = &submitted_event {
+                    let pid = submitted.infrastructure_pid();
+                    self.parts.events.emit(&Worker::executed(event, &pid));
+                }
                 self.report_submitted(&id, &submitted, finishing.as_deref())
                     .await
+            }
+            // Kubernetes out of reach: an outage of ours, not the run's. The claim stays; any
+            // agent finishes it once Kubernetes answers (see `orphans`).
+            Err(e @ SubmitError::Unreachable { .. }) => {
+                tracing::warn!(flow_run = %id, "{e}; the claim stays and is finished once Kubernetes answers");
+                self.parts.logs.write(
+                    &id,
+                    WARNING,
+                    &format!("Kubernetes could not be reached to create the Job ({e}); the run stays claimed and its Job is created once Kubernetes answers again"),
+                );
+                Outcome::Deferred
             }
             Err(e) => {
                 self.parts.metrics.crash(CrashReason::Kubernetes);
@@ -373,13 +488,25 @@ impl Dispatcher {
         }
     }
 
-    async fn build_job(&self, run: FlowRun) -> Result<Value, Failure> {
-        let mut context = self.context(run).await.map_err(|e| {
-            Failure::Crashed(
-                CrashReason::Prefect,
-                format!("Reading the run's deployment or flow failed: {e}"),
-            )
-        })?;
+    /// Gives the run the labels Prefect's worker gives the runs it submits, in the background:
+    /// a label is not worth a moment of the submission, and its failure is not the run's.
+    fn label(&self, id: &str) {
+        if self.parts.options.dry_run {
+            return;
+        }
+        let (prefect, id, labels) = (
+            self.parts.prefect.clone(),
+            id.to_string(),
+            self.parts.worker.run_labels(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = prefect.update_flow_run_labels(&id, &labels).await {
+                tracing::warn!(flow_run = %id, "could not label the run with the worker's labels: {e}");
+            }
+        });
+    }
+
+    async fn build_job(&self, mut context: RunContext) -> Result<Value, Failure> {
         let mut template = self.parts.template.clone();
         placeholders::resolve_run(&self.parts.prefect, &mut context, &mut template)
             .await

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Per request.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// Per request, unless set (Prefect's client waits 60 s too).
+const TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a call keeps retrying by default: long enough to ride out a server restart.
 const PATIENCE: Duration = Duration::from_secs(90);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -23,7 +23,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 #[derive(Debug, thiserror::Error)]
 pub enum PrefectError {
     #[error(
-        "cannot reach the Prefect API at {url} ({detail}); check PREFECT_API_URL / --api-url and that the server is up"
+        "cannot reach the Prefect API at {url} ({detail}); {}",
+        reach_hint(detail)
     )]
     Unreachable { url: String, detail: String },
     #[error(
@@ -40,6 +41,30 @@ pub enum PrefectError {
     },
     #[error("{what}: unexpected answer from the Prefect API: {detail}")]
     Decode { what: String, detail: String },
+}
+
+/// An error with its causes (reqwest's message alone says only "error sending request").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// What to check when the API cannot be reached, from what went wrong.
+fn reach_hint(detail: &str) -> &'static str {
+    if detail.contains("certificate") || detail.contains("UnknownIssuer") {
+        "the server's TLS certificate is not trusted: give its certificate authority in PREFECT_API_SSL_CERT_FILE (or --api-ca-file)"
+    } else {
+        "check PREFECT_API_URL / --api-url and that the server is up"
+    }
 }
 
 impl PrefectError {
@@ -69,6 +94,23 @@ pub struct Proposal {
     pub reason: Option<String>,
 }
 
+/// Where the API is and how to reach it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub api_url: String,
+    /// Sent as `Authorization: Bearer`.
+    pub key: Option<String>,
+    /// `user:password`, sent as `Authorization: Basic` when there is no key.
+    pub auth_string: Option<String>,
+    /// PEM certificate authorities to trust, besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub insecure_skip_verify: bool,
+    /// Headers for every request.
+    pub headers: Vec<(String, String)>,
+    /// Per request; `Duration::ZERO` means `TIMEOUT`.
+    pub request_timeout: Duration,
+}
+
 #[derive(Clone)]
 pub struct PrefectClient {
     http: reqwest::Client,
@@ -79,16 +121,10 @@ pub struct PrefectClient {
 }
 
 impl PrefectClient {
-    /// `api_key` is sent as `Authorization: Bearer`; `auth_string` (`user:password`, for a
-    /// self-hosted server with basic auth) as `Authorization: Basic`.
-    pub fn new(
-        api: &str,
-        api_key: Option<&str>,
-        auth_string: Option<&str>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, PrefectError> {
+    /// A client of the API `options` describe; an error says which option is wrong.
+    pub fn new(options: &ClientOptions, metrics: Arc<Metrics>) -> Result<Self, String> {
         use base64::Engine;
-        let authorization = match (api_key, auth_string) {
+        let authorization = match (&options.key, &options.auth_string) {
             (Some(key), _) => Some(format!("Bearer {key}")),
             (None, Some(pair)) => Some(format!(
                 "Basic {}",
@@ -96,17 +132,35 @@ impl PrefectClient {
             )),
             (None, None) => None,
         };
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+        let timeout = if options.request_timeout.is_zero() {
+            TIMEOUT
+        } else {
+            options.request_timeout
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &options.headers {
+            let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("{name:?} is not a valid HTTP header name (--api-header / PREFECT_CLIENT_CUSTOM_HEADERS)"))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of header {name:?} is not valid in HTTP (--api-header / PREFECT_CLIENT_CUSTOM_HEADERS)"))?;
+            headers.insert(header, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
             .user_agent(concat!("prefect-agent/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .danger_accept_invalid_certs(options.insecure_skip_verify);
+        if let Some(path) = &options.ca_file {
+            for certificate in read_certificates(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
-            .map_err(|e| PrefectError::Unreachable {
-                url: api.to_string(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| format!("cannot set up the HTTP client for the Prefect API: {e}"))?;
         Ok(PrefectClient {
             http,
-            api: api.trim_end_matches('/').to_string(),
+            api: options.api_url.trim_end_matches('/').to_string(),
             authorization,
             patience: PATIENCE,
             metrics,
@@ -185,7 +239,7 @@ impl PrefectClient {
                 }
                 Err(e) => {
                     self.metrics.api_error(Api::prefect, "transport");
-                    e.to_string()
+                    with_causes(&e)
                 }
             };
             if started.elapsed() >= self.patience {
@@ -508,6 +562,31 @@ impl PrefectClient {
     }
 
     /// Lines for runs' logs (a JSON list of Prefect's `LogCreate`), in one request.
+    /// Records a batch of events (`POST /events`, a list).
+    pub async fn emit_events(&self, events: &Value) -> Result<(), PrefectError> {
+        let _: Value = self
+            .call(Method::POST, "/events", Some(events), "emitting events")
+            .await?;
+        Ok(())
+    }
+
+    /// Merges `labels` into the run's labels, as Prefect's worker labels the runs it submits.
+    pub async fn update_flow_run_labels(
+        &self,
+        id: &str,
+        labels: &Value,
+    ) -> Result<(), PrefectError> {
+        let _: Value = self
+            .call(
+                Method::PATCH,
+                &format!("/flow_runs/{id}/labels"),
+                Some(labels),
+                &format!("labelling flow run {id}"),
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn write_logs(&self, lines: &Value) -> Result<(), PrefectError> {
         let _: Value = self
             .call(
@@ -519,6 +598,29 @@ impl PrefectClient {
             .await?;
         Ok(())
     }
+}
+
+/// The certificates of a PEM file (`PREFECT_API_SSL_CERT_FILE`), each named in errors.
+fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "PREFECT_API_SSL_CERT_FILE / --api-ca-file {}: cannot read it: {e}",
+            path.display()
+        )
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "PREFECT_API_SSL_CERT_FILE / --api-ca-file {}: not PEM certificates: {e}",
+            path.display()
+        )
+    })?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "PREFECT_API_SSL_CERT_FILE / --api-ca-file {}: holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certificates)
 }
 
 /// The body as JSON (an empty body as `null`); `Err` says what was wrong with it.

@@ -1,10 +1,13 @@
 //! Prefect 3: the REST client the agent uses (the calls a Prefect worker makes), the shapes of
 //! the API objects it reads, the placeholders it resolves and the batcher of runs' log lines.
 
+pub mod batch;
 pub mod client;
+pub mod emit;
+pub mod event_stream;
 pub mod logs;
 pub mod models;
 pub mod placeholders;
 
-pub use client::{PrefectClient, PrefectError, Proposal, ProposalStatus};
+pub use client::{ClientOptions, PrefectClient, PrefectError, Proposal, ProposalStatus};
 pub use logs::RunLogs;

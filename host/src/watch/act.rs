@@ -13,6 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PropagationPolicy};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the next step of a decision round is.
 #[derive(Debug)]
@@ -264,6 +265,15 @@ impl Actor {
                             .is_ok()
                         {
                             self.metrics.job_deleted(DeletionCause::Cancelled);
+                            // No watch follows this Job: wait for it apart, so that CANCELLED
+                            // comes when it is gone and not at the next cancel pass.
+                            tokio::spawn(cancelled_once_gone(
+                                self.prefect.clone(),
+                                self.client.clone(),
+                                self.metrics.clone(),
+                                run.id.clone(),
+                                key.clone(),
+                            ));
                         }
                         false
                     }
@@ -276,6 +286,30 @@ impl Actor {
         };
         if gone {
             propose_cancelled(&self.prefect, &self.metrics, &run.id, key.as_ref()).await;
+        }
+    }
+}
+
+/// How long a deleted Job no watch follows is waited for before the cancel pass takes over.
+const UNTRACKED_DELETION_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Proposes CANCELLED for `run` once its Job `key`, being deleted, is gone.
+async fn cancelled_once_gone(
+    prefect: PrefectClient,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    run: String,
+    key: JobKey,
+) {
+    let jobs: Api<Job> = Api::namespaced(client, &key.0);
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(200);
+    while started.elapsed() < UNTRACKED_DELETION_PATIENCE {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+        if let Ok(None) = jobs.get_opt(&key.1).await {
+            propose_cancelled(&prefect, &metrics, &run, Some(&key)).await;
+            return;
         }
     }
 }

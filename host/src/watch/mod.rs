@@ -9,13 +9,16 @@
 pub mod act;
 pub mod decide;
 pub mod diagnose;
+pub mod pod_events;
 pub mod tracked;
 
 pub use decide::WatchOptions;
 
-use crate::cluster::describe_watch;
-use crate::job::{AGENT_LABEL, FLOW_RUN_LABEL, label_value};
+use crate::cluster::{Reachability, describe_watch};
+use crate::job::{AGENT_LABEL, label_value};
 use crate::metrics::{Metrics, WatchKind};
+use crate::prefect::emit::Events;
+use crate::prefect::event_stream::Connected;
 use crate::prefect::models::FlowRun;
 use crate::prefect::{PrefectClient, RunLogs};
 use act::{Actor, Next};
@@ -27,15 +30,20 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use pod_events::PodEvents;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_stream::wrappers::IntervalStream;
 use tracked::{JobKey, Jobs};
 
 /// How often pods in trouble are looked at for their timeouts.
 const TICK: Duration = Duration::from_millis(500);
+/// How often runs in CANCELLING are looked for while the event stream is connected (it tells
+/// at once; this catches what it may have missed).
+const CONNECTED_CANCEL_PASS: Duration = Duration::from_secs(60);
 /// How long a watch call to Prefect keeps retrying: the loop serves every Job, so one call
 /// must not hold it for long (a report that failed is tried again on the next tick).
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -44,6 +52,16 @@ const PATIENCE: Duration = Duration::from_secs(5);
 pub struct Observer {
     jobs: Jobs,
     actor: Actor,
+    /// This agent's Jobs not finished, kept up to date for the dispatcher's `--limit`.
+    running: Option<Arc<AtomicUsize>>,
+    /// Told when the watches cannot reach the API server.
+    reachability: Option<Arc<Reachability>>,
+    /// Prefect's event stream, whose cancellations come at once while it is connected.
+    stream: Option<Arc<Connected>>,
+    last_cancel_pass: std::time::Instant,
+    /// Where Prefect events about the Jobs' pods go (none: not emitted).
+    events: Option<Events>,
+    pod_events: PodEvents,
 }
 
 /// One thing that happened.
@@ -52,8 +70,8 @@ enum Input {
     Job(String, Box<Result<Event<Job>, watcher::Error>>),
     Pod(String, Box<Result<Event<Pod>, watcher::Error>>),
     Event(Box<Result<Event<KubeEvent>, watcher::Error>>),
-    /// Runs of the pool that are cancelling, as the event stream or a poll found them.
-    Cancelling(Vec<FlowRun>),
+    /// A run of the pool that is cancelling, as the event stream told.
+    Cancelling(String),
     Tick,
     Pass,
     CancelPass,
@@ -69,6 +87,12 @@ impl Observer {
     ) -> Self {
         Observer {
             jobs: Jobs::default(),
+            running: None,
+            reachability: None,
+            stream: None,
+            last_cancel_pass: std::time::Instant::now(),
+            events: None,
+            pod_events: PodEvents::default(),
             actor: Actor {
                 prefect: prefect.with_patience(PATIENCE),
                 client,
@@ -77,6 +101,24 @@ impl Observer {
                 options,
             },
         }
+    }
+
+    /// Keeps `running` at the count of this agent's Jobs not finished.
+    pub fn with_running_count(mut self, running: Arc<AtomicUsize>) -> Self {
+        self.running = Some(running);
+        self
+    }
+
+    /// Emits Prefect's pod events (`pod_events`) for the Jobs' pods.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Marks Kubernetes out of reach when a watch cannot reach it.
+    pub fn with_reachability(mut self, reachability: Arc<Reachability>) -> Self {
+        self.reachability = Some(reachability);
+        self
     }
 
     fn options(&self) -> &WatchOptions {
@@ -120,13 +162,16 @@ impl Observer {
             .collect()
     }
 
-    /// Watches until `shutdown` resolves. `cancelling` brings runs of the pool that turned
-    /// CANCELLING (from Prefect's event stream) between the cancel passes.
+    /// Watches until `shutdown` resolves. `cancelling` brings the ids of runs of the pool
+    /// that turned CANCELLING (from Prefect's event stream); while `stream` says it is
+    /// connected, the cancel pass (the safety net) runs only every `CONNECTED_CANCEL_PASS`.
     pub async fn run(
         mut self,
-        cancelling: impl Stream<Item = Vec<FlowRun>> + Send + 'static,
+        cancelling: impl Stream<Item = String> + Send + 'static,
+        stream: Option<Arc<Connected>>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        self.stream = stream;
         let selector = format!("{AGENT_LABEL}={}", label_value(&self.options().agent));
         let config = watcher::Config::default().labels(&selector);
         let mut streams = self.watch::<Job>(&config, |scope, e| Input::Job(scope, Box::new(e)));
@@ -175,11 +220,19 @@ impl Observer {
                 Err(e) => {
                     metrics.watcher_restart(WatchKind::job);
                     tracing::warn!("the Job watch failed and restarts: {}", describe_watch(&e));
+                    if let Some(reachability) = &self.reachability
+                        && unreachable(&e)
+                    {
+                        reachability.mark_down(&describe_watch(&e));
+                    }
                     Vec::new()
                 }
             },
             Input::Pod(scope, event) => match *event {
-                Ok(event) => self.jobs.apply_pod_event(&scope, event),
+                Ok(event) => {
+                    self.emit_pod_event(&event);
+                    self.jobs.apply_pod_event(&scope, event)
+                }
                 Err(e) => {
                     metrics.watcher_restart(WatchKind::pod);
                     tracing::warn!("the pod watch failed and restarts: {}", describe_watch(&e));
@@ -197,13 +250,44 @@ impl Observer {
                     Vec::new()
                 }
             },
-            Input::Tick => self.jobs.pending(),
+            Input::Tick => {
+                if let Some(running) = &self.running {
+                    running.store(self.jobs.running(), Ordering::Relaxed);
+                }
+                self.jobs.pending()
+            }
             Input::Pass => return self.clean_up_pass().await,
             Input::CancelPass => return self.cancel_pass().await,
-            Input::Cancelling(runs) => return self.cancel(runs).await,
+            Input::Cancelling(run) => {
+                self.actor.metrics.event_stream_wakeups.inc();
+                return match self.actor.prefect.read_flow_run(&run).await {
+                    Ok(run) => self.cancel(vec![run]).await,
+                    Err(e) => {
+                        tracing::warn!(flow_run = %run, "cannot read a cancelling run (the next cancel pass tries again): {e}")
+                    }
+                };
+            }
         };
         for key in changed {
             self.reconcile(&key, None).await;
+        }
+    }
+
+    fn emit_pod_event(&mut self, event: &Event<Pod>) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let (pod, changed, gone) = match event {
+            Event::InitApply(pod) => (pod, false, false),
+            Event::Apply(pod) => (pod, true, false),
+            Event::Delete(pod) => (pod, true, true),
+            Event::Init | Event::InitDone => return,
+        };
+        if let Some(prefect_event) = self.pod_events.observe(pod, changed) {
+            events.emit(&prefect_event);
+        }
+        if gone {
+            self.pod_events.forget(pod);
         }
     }
 
@@ -258,6 +342,13 @@ impl Observer {
     }
 
     async fn cancel_pass(&mut self) {
+        // The event stream tells at once; this pass is the safety net.
+        if self.stream.as_ref().is_some_and(|s| s.is_connected())
+            && self.last_cancel_pass.elapsed() < CONNECTED_CANCEL_PASS
+        {
+            return;
+        }
+        self.last_cancel_pass = std::time::Instant::now();
         let pool = self.options().pool.clone();
         match self.actor.prefect.cancelling_flow_runs(&pool).await {
             Ok(runs) => self.cancel(runs).await,
@@ -276,7 +367,13 @@ impl Observer {
     }
 }
 
-/// The flow run label selector of one run's objects.
-pub fn run_selector(run: &str) -> String {
-    format!("{FLOW_RUN_LABEL}={run}")
+/// Whether a watch failed because the API server gave no answer at all.
+fn unreachable(error: &watcher::Error) -> bool {
+    use watcher::Error;
+    match error {
+        Error::InitialListFailed(e) | Error::WatchStartFailed(e) | Error::WatchFailed(e) => {
+            matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+        }
+        _ => false,
+    }
 }

@@ -150,6 +150,14 @@ impl Jobs {
             .map(|(k, _)| k.clone())
     }
 
+    /// Jobs that exist and have not finished.
+    pub fn running(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|t| t.job_known() && t.outcome == Some(Outcome::Running))
+            .count()
+    }
+
     /// Jobs that may need something done without news from a watch: a pod in trouble that
     /// may outlast its timeout, or a report that could not be made yet (Prefect was down).
     /// Looked at on every tick.

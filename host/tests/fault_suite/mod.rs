@@ -360,7 +360,7 @@ pub async fn kill_loop(scale: Scale, small: bool) -> Tally {
     let runs = world.create_runs(scale.runs);
     let started = Instant::now();
     let mut agents: Vec<Agent> = (0..scale.agents)
-        .map(|i| world.agent(&format!("a{i}"), &["--limit", "4"]))
+        .map(|i| world.agent(&format!("a{i}"), &["--submission-limit", "4"]))
         .collect();
     let (from, to) = if small {
         (Duration::from_millis(300), Duration::from_millis(1000))
@@ -371,7 +371,10 @@ pub async fn kill_loop(scale: Scale, small: bool) -> Tally {
         tokio::time::sleep(random_pause(from, to)).await;
         let victim = fastrand::usize(..agents.len());
         let name = format!("a{victim}-{kill}");
-        let killed = std::mem::replace(&mut agents[victim], world.agent(&name, &["--limit", "4"]));
+        let killed = std::mem::replace(
+            &mut agents[victim],
+            world.agent(&name, &["--submission-limit", "4"]),
+        );
         killed.kill9().await;
     }
     for agent in agents {
@@ -395,7 +398,7 @@ pub async fn prefect_outage(scale: Scale) -> Tally {
     world
         .emulator
         .inject(FaultRule::always(Fault::Latency { ms: 200 }));
-    let agent = world.agent("outage", &["--limit", "4"]);
+    let agent = world.agent("outage", &["--submission-limit", "4"]);
     wait_for_claims(&world, &runs, scale.runs / 4).await;
     proxy.set_down(true);
     tokio::time::sleep(scale.outage).await;
@@ -428,7 +431,7 @@ pub async fn kubernetes_faults(scale: Scale) -> Tally {
     ] {
         world.emulator.inject(create(fault));
     }
-    let agent = world.agent("kube", &["--limit", "8"]);
+    let agent = world.agent("kube", &["--submission-limit", "8"]);
     wait_for_claims(&world, &runs, scale.runs).await;
     world
         .finish_with_a_clean_agent(&runs, Duration::from_secs(180))
@@ -452,7 +455,10 @@ pub async fn sigterm_slow_prefect(scale: Scale) -> Tally {
     });
     let runs = world.create_runs(scale.runs);
     let started = Instant::now();
-    let agent = world.agent("term-prefect", &["--limit", "8", "--shutdown-grace", "3s"]);
+    let agent = world.agent(
+        "term-prefect",
+        &["--submission-limit", "8", "--shutdown-grace", "3s"],
+    );
     wait_for_claims(&world, &runs, 8).await;
     agent.stop().await;
     proxy.speed_up();
@@ -474,7 +480,10 @@ pub async fn sigterm_slow_kubernetes(scale: Scale) -> Tally {
     });
     let runs = world.create_runs(scale.runs);
     let started = Instant::now();
-    let agent = world.agent("term-kube", &["--limit", "8", "--shutdown-grace", "3s"]);
+    let agent = world.agent(
+        "term-kube",
+        &["--submission-limit", "8", "--shutdown-grace", "3s"],
+    );
     wait_for_claims(&world, &runs, 8).await;
     agent.stop().await;
     world.emulator.clear_faults();

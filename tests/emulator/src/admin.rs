@@ -54,6 +54,15 @@ pub fn handle(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Res
                 &[],
             )
         }
+        (&Method::GET, "requests") => json_response(
+            StatusCode::OK,
+            &json!(*shared.requests.lock().unwrap()),
+            &[],
+        ),
+        (&Method::DELETE, "requests") => {
+            shared.requests.lock().unwrap().clear();
+            ok()
+        }
         _ => error_response(&ApiError {
             code: 404,
             reason: "NotFound",

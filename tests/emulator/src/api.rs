@@ -34,6 +34,12 @@ pub async fn handle(
     if let Some(rest) = path.strip_prefix("/emulator/") {
         return crate::admin::handle(&shared, &method, rest, &body);
     }
+    *shared
+        .requests
+        .lock()
+        .unwrap()
+        .entry(request_kind(&method, &path, &params))
+        .or_default() += 1;
     let mut lose_the_answer = false;
     match shared.faults.next(method.as_str(), &path) {
         Some(Injected::Latency(delay)) => tokio::time::sleep(delay).await,
@@ -62,6 +68,26 @@ pub async fn handle(
         return dropped_connection();
     }
     response
+}
+
+/// `GET jobs (watch)`, `POST jobs`, `DELETE jobs/{name}`, `GET pods/{name}/log`, or the path
+/// of a discovery request: what a request did, without its names.
+fn request_kind(method: &Method, path: &str, params: &Params) -> String {
+    let Ok(target) = parse_path(path) else {
+        return format!("{method} {path}");
+    };
+    let mut kind = format!("{method} {}", target.kind.plural);
+    if target.name.is_some() {
+        kind.push_str("/{name}");
+    }
+    if let Some(subresource) = &target.subresource {
+        kind.push('/');
+        kind.push_str(subresource);
+    }
+    if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        kind.push_str(" (watch)");
+    }
+    kind
 }
 
 fn reason_for(code: u16) -> &'static str {
@@ -152,6 +178,8 @@ async fn resource_request(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let user = shared.rbac.authenticate(headers)?;
+    let json_body = readable_body(method, headers, body)?;
+    let body = &json_body;
     let target = parse_path(path)?;
     let watching = params.get("watch").is_some_and(|w| parse_bool(w));
     let verb = match (method, &target.name, &target.subresource) {
@@ -199,6 +227,53 @@ async fn resource_request(
         ("delete", Some(name), _) => delete(shared, kind, namespace, name, params, body),
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The body as JSON: as sent, or read from protobuf (kubectl creates a few kinds with it). A
+/// body in a format the emulator does not read is answered 415, as an API server does.
+fn readable_body(method: &Method, headers: &HeaderMap, body: &Bytes) -> Result<Bytes, ApiError> {
+    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        return Ok(body.clone());
+    }
+    let Some(media) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(body.clone());
+    };
+    let media = media.split(';').next().unwrap_or_default().trim();
+    if media == "application/vnd.kubernetes.protobuf" && *method == Method::POST {
+        return crate::protobuf::decode(body)
+            .map(|object| Bytes::from(object.to_string()))
+            .map_err(|e| ApiError {
+                code: 415,
+                reason: "UnsupportedMediaType",
+                message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"),
+                details: None,
+            });
+    }
+    let served = matches!(
+        media,
+        "application/json"
+            | "application/yaml"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/json-patch+json"
+            | "application/apply-patch+yaml"
+            | "*/*"
+            | ""
+    );
+    if served {
+        return Ok(body.clone());
+    }
+    Err(ApiError {
+        code: 415,
+        reason: "UnsupportedMediaType",
+        message: format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (not {media})"
+        ),
+        details: None,
+    })
 }
 
 /// Booleans as the API server (Go's strconv.ParseBool) reads them: Python clients send `True`.

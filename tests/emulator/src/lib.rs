@@ -25,6 +25,7 @@ pub mod config;
 pub mod faults;
 pub mod kinds;
 mod memory;
+mod protobuf;
 mod rbac;
 mod response;
 pub mod selectors;
@@ -133,6 +134,16 @@ impl Emulator {
 
     pub fn set_identity(&self, token: &str, identity: Identity) {
         self.shared.rbac.set(token, identity);
+    }
+
+    /// Requests served since the start (or the last `reset_requests`), by kind of request
+    /// (`GET jobs (watch)`, `POST jobs`, …); also `GET /emulator/requests`.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn reset_requests(&self) {
+        self.shared.requests.lock().unwrap().clear();
     }
 
     /// How many objects are stored.

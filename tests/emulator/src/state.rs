@@ -23,6 +23,8 @@ pub struct Shared {
     /// What the simulated components remember.
     pub simulation: Mutex<Memory>,
     pub wake: Notify,
+    /// Requests served, by kind of request (`GET jobs (watch)`), for benchmarks.
+    pub requests: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Shared {
@@ -41,6 +43,7 @@ impl Shared {
             node: RwLock::new(config.node.clone()),
             simulation: Mutex::new(Memory::default()),
             wake: Notify::new(),
+            requests: Mutex::default(),
             config,
         }
     }

@@ -1088,6 +1088,24 @@ async fn faults_posted_over_http_hit_only_matching_requests_and_lost_answers_are
         jobs.get_opt("lost").await.unwrap().is_some(),
         "but the Job was created"
     );
+
+    // Every request is counted by kind, faulty or not.
+    let counted: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{}/emulator/requests", emulator.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counted["POST jobs"], 3, "{counted}");
+    assert_eq!(counted["GET jobs"], 1, "{counted}");
+    assert_eq!(counted["GET jobs/{name}"], 1, "{counted}");
+    emulator.reset_requests();
+    assert!(emulator.requests().is_empty());
 }
 
 #[tokio::test]

@@ -181,3 +181,35 @@ fn the_standalone_binary_prints_a_kubeconfig_kubectl_can_use() {
         "namespace/default\nnamespace/kube-system\n"
     );
 }
+
+/// The README's first steps for a cluster: kubectl sends these creates as protobuf.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_creates_a_namespace_and_a_secret_as_the_readme_does() {
+    let emulator = Emulator::start(config()).await.unwrap();
+    let emulator_ref = &emulator;
+    let run = |args: &[&str]| tokio::task::block_in_place(|| kubectl(emulator_ref, args));
+    let (ok, out, err) = run(&["create", "namespace", "prefect"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "namespace/prefect created");
+    let (ok, _, err) = run(&[
+        "-n",
+        "prefect",
+        "create",
+        "secret",
+        "generic",
+        "prefect-api-key",
+        "--from-literal=key=pnu_secret",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "-n",
+        "prefect",
+        "get",
+        "secret",
+        "prefect-api-key",
+        "-o",
+        "jsonpath={.data.key}",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "cG51X3NlY3JldA==", "base64 of pnu_secret");
+}
