@@ -5,11 +5,12 @@ use crate::assemble;
 use crate::cli::OutputFormat;
 use crate::document::read_document;
 use crate::job::{self, Tracking};
-use crate::plugins::{CallError, ChainOutcome};
+use crate::plugins::{AgentSettings, CallError, Chain, ChainOutcome, Runtime};
 use crate::prefect::models::RunContext;
 use crate::request::build_request;
 use crate::settings::RenderSettings;
 use anyhow::Context;
+use serde_json::{Map, Value};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -24,7 +25,7 @@ pub fn main(args: RenderSettings) -> ExitCode {
                 error.downcast_ref::<CallError>(),
                 Some(CallError::Rejected { .. })
             );
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::text::error_chain(&error));
             ExitCode::from(if rejected { EXIT_REJECTED } else { 1 })
         }
     }
@@ -46,32 +47,11 @@ fn render(args: &RenderSettings) -> anyhow::Result<()> {
                     .display()
             )
         })?;
-
-    let mut plugin_args = args.plugins.clone();
-    if plugin_args.plugins.iter().any(crate::plugins::is_remote) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(assemble::fetch_remote_plugins(&mut plugin_args))?;
-    }
-    let (_runtime, chain) = assemble::plugin_chain(&plugin_args, &args.jobs)?;
-    let settings = assemble::agent_settings(&args.jobs, args.prefect_version.clone());
-    let request = build_request(
-        &run,
-        settings,
-        &assemble::agent_job_variables(&args.jobs),
-        &template,
-    );
-    let tracking = Tracking::for_request(&request, args.jobs.namespaces());
-
-    let outcome = chain
-        .run(&request)
-        .with_context(|| format!("flow run {}", run.flow_run.id))?;
+    let renderer = Renderer::new(args)?;
+    let (job, outcome) = renderer.render(&run, &template)?;
     if args.explain {
         explain(&outcome);
     }
-    let job = job::finalize(&outcome, &tracking)
-        .with_context(|| format!("flow run {}", run.flow_run.id))?;
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&job)? + "\n",
         OutputFormat::Yaml => crate::yaml::to_string(&job),
@@ -80,6 +60,54 @@ fn render(args: &RenderSettings) -> anyhow::Result<()> {
         .write_all(text.as_bytes())
         .context("writing the Job to stdout")?;
     Ok(())
+}
+
+/// Builds the Job of flow runs with one plugin chain, as `agent start` would build it.
+pub struct Renderer {
+    _runtime: Runtime,
+    chain: Chain,
+    settings: AgentSettings,
+    agent_variables: Map<String, Value>,
+    namespaces: Vec<String>,
+}
+
+impl Renderer {
+    /// The chain and settings of `args` (its flow run and output are not read).
+    pub fn new(args: &RenderSettings) -> anyhow::Result<Self> {
+        let mut plugin_args = args.plugins.clone();
+        if plugin_args.plugins.iter().any(crate::plugins::is_remote) {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(assemble::fetch_remote_plugins(&mut plugin_args))?;
+        }
+        let (runtime, chain) = assemble::plugin_chain(&plugin_args, &args.jobs)?;
+        Ok(Renderer {
+            _runtime: runtime,
+            chain,
+            settings: assemble::agent_settings(&args.jobs, args.prefect_version.clone()),
+            agent_variables: assemble::agent_job_variables(&args.jobs),
+            namespaces: args.jobs.namespaces(),
+        })
+    }
+
+    /// The checked Job for `run` with the base job `template` (see
+    /// `assemble::base_job_template`), and what each plugin did.
+    pub fn render(
+        &self,
+        run: &RunContext,
+        template: &Value,
+    ) -> anyhow::Result<(Value, ChainOutcome)> {
+        let request = build_request(run, self.settings.clone(), &self.agent_variables, template);
+        let tracking = Tracking::for_request(&request, self.namespaces.clone());
+        let outcome = self
+            .chain
+            .run(&request)
+            .with_context(|| format!("flow run {}", run.flow_run.id))?;
+        let job = job::finalize(&outcome, &tracking)
+            .with_context(|| format!("flow run {}", run.flow_run.id))?;
+        Ok((job, outcome))
+    }
 }
 
 /// Plugin by plugin, what changed and how long it took, on stderr.

@@ -27,7 +27,8 @@ pub fn build_request(
             run.flow_run.job_variables.as_ref(),
         ],
     );
-    let template = per_deployment_template(&mut job_variables, template);
+    let mut template = per_deployment_template(&mut job_variables, template);
+    render_name_context(&job_variables, &mut template, run);
     Request {
         flow_run: wit_flow_run(run),
         agent,
@@ -95,12 +96,21 @@ fn wit_flow_run(run: &RunContext) -> WitFlowRun {
     }
 }
 
-/// Pool defaults < each layer in order; `env` objects merge key by key, everything else is
-/// replaced, as Prefect's worker merges deployment and flow run variables.
+/// The job variables as Prefect's worker ends up with them: the layers merged in order (later
+/// wins, `env` objects merge key by key, as `resolve_for_flow_run` merges deployment and run);
+/// dotted keys (`env.K1`) nested, the nested form winning; then over the pool's non-null
+/// defaults, `env` objects merging again (the pool's default env survives, as it does through
+/// `from_template_and_values`). The result has no dotted keys left.
 pub fn merge_job_variables<'a>(
     template: &Value,
     layers: impl IntoIterator<Item = Option<&'a Map<String, Value>>>,
 ) -> Map<String, Value> {
+    let mut values = Map::new();
+    for layer in layers.into_iter().flatten() {
+        for (key, value) in layer {
+            merge_key(&mut values, key, value, key == "env");
+        }
+    }
     let mut merged: Map<String, Value> = template
         .pointer("/variables/properties")
         .and_then(Value::as_object)
@@ -113,19 +123,156 @@ pub fn merge_job_variables<'a>(
             ))
         })
         .collect();
-    for layer in layers.into_iter().flatten() {
-        for (key, value) in layer {
-            match (merged.get_mut(key), value) {
-                (Some(Value::Object(current)), Value::Object(extra)) if key == "env" => {
-                    current.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-                _ => {
-                    merged.insert(key.clone(), value.clone());
-                }
-            }
-        }
+    for (key, value) in nest_dotted_keys(&values) {
+        merge_key(&mut merged, &key, &value, key == "env");
     }
     merged
+}
+
+/// `key` = `value` in `into`; with `merge_objects`, an object over an object merges key by key.
+fn merge_key(into: &mut Map<String, Value>, key: &str, value: &Value, merge_objects: bool) {
+    match (into.get_mut(key), value) {
+        (Some(Value::Object(current)), Value::Object(extra)) if merge_objects => {
+            current.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        _ => {
+            into.insert(key.to_string(), value.clone());
+        }
+    }
+}
+
+/// `{"env.FOO": "1", "env": {"BAR": "2"}}` → `{"env": {"FOO": "1", "BAR": "2"}}`, as Prefect's
+/// `from_template_and_values` transforms them: dotted keys first, then the plain ones deep-merged
+/// over them.
+fn nest_dotted_keys(values: &Map<String, Value>) -> Map<String, Value> {
+    let mut nested = Map::new();
+    for (key, value) in values.iter().filter(|(k, _)| k.contains('.')) {
+        let mut keys: Vec<&str> = key.split('.').collect();
+        let last = keys.pop().unwrap_or_default();
+        let mut here = &mut nested;
+        for part in keys {
+            let slot = here
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            here = slot.as_object_mut().expect("just made an object");
+        }
+        here.insert(last.to_string(), value.clone());
+    }
+    for (key, value) in values.iter().filter(|(k, _)| !k.contains('.')) {
+        let combined = match (nested.get(key), value) {
+            (Some(Value::Object(dotted)), Value::Object(plain)) => {
+                Value::Object(deep_merge(dotted, plain))
+            }
+            _ => value.clone(),
+        };
+        nested.insert(key.clone(), combined);
+    }
+    nested
+}
+
+fn deep_merge(base: &Map<String, Value>, over: &Map<String, Value>) -> Map<String, Value> {
+    let mut merged = base.clone();
+    for (key, value) in over {
+        let combined = match (merged.get(key), value) {
+            (Some(Value::Object(a)), Value::Object(b)) => Value::Object(deep_merge(a, b)),
+            _ => value.clone(),
+        };
+        merged.insert(key.clone(), combined);
+    }
+    merged
+}
+
+/// Prefect's worker renders the Job's name (`job_configuration.name` with the job variables)
+/// against the whole flow and flow run (`{{ ctx.flow_run.flow_version }}`). Plugins see only
+/// the contract's flow-run fields, so the host does that here, where the whole documents are,
+/// and gives the plugins the rendered name in the template's `job_configuration.name`. Nothing
+/// else changes: a `{{ name }}` elsewhere (the manifest's `generateName`) renders as before,
+/// `ctx` placeholders and all, as in Prefect.
+fn render_name_context(variables: &Map<String, Value>, template: &mut Value, run: &RunContext) {
+    use agent_placeholders::template::apply_values;
+    let Some(name) = template.pointer("/job_configuration/name") else {
+        return;
+    };
+    let Some(rendered) = apply_values(name, variables) else {
+        return;
+    };
+    let has_context = rendered.as_str().is_some_and(|text| {
+        agent_placeholders::find(text)
+            .iter()
+            .any(|p| p.name.starts_with("ctx."))
+    });
+    if has_context {
+        template["job_configuration"]["name"] =
+            render_context_placeholders(&rendered, &name_context(run));
+    }
+}
+
+/// `{"ctx": {"flow": …, "flow_run": …}}` as Prefect's worker builds it: each document as its
+/// model dumps it, so every field is there (null when unset).
+fn name_context(run: &RunContext) -> Map<String, Value> {
+    let flow_run = over_defaults(FLOW_RUN_DEFAULTS, &run.flow_run);
+    let flow = over_defaults(FLOW_DEFAULTS, &run.flow);
+    let mut ctx = Map::new();
+    ctx.insert(
+        "ctx".into(),
+        serde_json::json!({"flow": flow, "flow_run": flow_run}),
+    );
+    ctx
+}
+
+fn over_defaults(defaults: &str, document: &impl serde::Serialize) -> Value {
+    let mut merged: Map<String, Value> =
+        serde_json::from_str(defaults).expect("the embedded defaults are JSON");
+    if let Ok(Value::Object(fields)) = serde_json::to_value(document) {
+        merged.extend(fields);
+    }
+    Value::Object(merged)
+}
+
+/// The fields of Prefect 3.8.8's `FlowRun` and `Flow` models with their defaults, as
+/// `model_dump(mode="json")` writes them (the differential test checks them against Prefect).
+pub const FLOW_RUN_DEFAULTS: &str = r#"{"created": null, "updated": null, "state_id": null,
+"deployment_id": null, "deployment_version": null, "work_queue_name": null, "flow_version": null,
+"parameters": {}, "idempotency_key": null, "context": {}, "empirical_policy": {"max_retries": 0,
+"retry_delay_seconds": 0.0, "retries": null, "retry_delay": null, "pause_keys": [],
+"resuming": false, "retry_type": null}, "tags": [], "labels": {}, "parent_task_run_id": null,
+"run_count": 0, "expected_start_time": null, "next_scheduled_start_time": null,
+"start_time": null, "end_time": null, "total_run_time": 0.0, "estimated_run_time": 0.0,
+"estimated_start_time_delta": 0.0, "auto_scheduled": false, "infrastructure_document_id": null,
+"infrastructure_pid": null, "created_by": null, "work_queue_id": null, "work_pool_id": null,
+"work_pool_name": null, "state": null, "job_variables": null, "state_type": null,
+"state_name": null}"#;
+pub const FLOW_DEFAULTS: &str = r#"{"created": null, "updated": null, "tags": [], "labels": {}}"#;
+
+/// Only the `ctx.` placeholders of `value` (a string) rendered: a string that is one such
+/// placeholder takes the value's type, others interpolate Python's `str()`.
+fn render_context_placeholders(value: &Value, ctx: &Map<String, Value>) -> Value {
+    use agent_placeholders::template::{lookup, python_str};
+    let Value::String(text) = value else {
+        return value.clone();
+    };
+    let placeholders: Vec<_> = agent_placeholders::find_distinct(text)
+        .into_iter()
+        .filter(|p| p.name.starts_with("ctx."))
+        .collect();
+    if let [only] = placeholders.as_slice()
+        && only.full_match == text
+    {
+        return lookup(ctx, only.name)
+            .cloned()
+            .unwrap_or_else(|| value.clone());
+    }
+    let mut rendered = text.clone();
+    for placeholder in &placeholders {
+        let replacement = lookup(ctx, placeholder.name)
+            .map(python_str)
+            .unwrap_or_default();
+        rendered = rendered.replace(placeholder.full_match, &replacement);
+    }
+    Value::String(rendered)
 }
 
 /// Eight lowercase letters and digits, derived from the flow run and the claim (the id of the
@@ -184,6 +331,45 @@ mod tests {
         assert_eq!(
             Value::Object(merged),
             json!({"namespace": "jobs", "env": {"POOL": "1", "X": "deployment", "RUN": "1"}, "image": "b:2"})
+        );
+    }
+
+    #[test]
+    fn dotted_variables_win_over_pool_defaults_and_lose_to_nested_ones() {
+        let template = json!({"variables": {"properties": {
+            "env": {"default": {"POOL": "1", "K1": "pool"}}, "labels": {"default": {"pool": "yes"}}
+        }}});
+        let deployment = json!({"env.K1": "deployment", "env.K2": "dotted", "labels.team": "data"});
+        let flow_run = json!({"env": {"K2": "nested"}});
+        let merged = merge_job_variables(&template, [deployment.as_object(), flow_run.as_object()]);
+        assert_eq!(
+            Value::Object(merged),
+            json!({"env": {"POOL": "1", "K1": "deployment", "K2": "nested"}, "labels": {"team": "data"}})
+        );
+    }
+
+    #[test]
+    fn the_name_sees_the_whole_flow_run_and_keeps_what_has_no_value() {
+        let run: RunContext = serde_json::from_value(json!({
+            "flow_run": {"id": "r", "name": "run", "flow_id": "f", "run_count": 0, "flow_version": "1.2"},
+            "flow": {"id": "f", "name": "etl"},
+        }))
+        .unwrap();
+        let ctx = name_context(&run);
+        let render = |text: &str| render_context_placeholders(&json!(text), &ctx);
+        assert_eq!(
+            render("{{ ctx.flow_run.flow_version }}-{{ ctx.flow.name }}"),
+            json!("1.2-etl")
+        );
+        assert_eq!(render("{{ ctx.flow_run.run_count }}"), json!(0));
+        assert_eq!(render("{{ ctx.flow_run.state_name }}-x"), json!("None-x"));
+        assert_eq!(
+            render("{{ ctx.flow_run.nope }}"),
+            json!("{{ ctx.flow_run.nope }}")
+        );
+        assert_eq!(
+            render("{{ name }}-{{ ctx.flow.name }}"),
+            json!("{{ name }}-etl")
         );
     }
 

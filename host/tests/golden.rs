@@ -10,7 +10,7 @@ mod common;
 use agent::diff::diff;
 use agent_tests::{python, tests_path};
 use common::{agent, arg};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -62,68 +62,100 @@ fn render(case: &PathBuf, meta: &Value) -> Value {
 }
 
 /// Checks the documented differences on both sides and removes them, so that what is left
-/// must be equal.
+/// must be equal; `Err` says which documented difference did not hold.
 fn without_documented_differences(
-    case: &str,
     mut prefect: Value,
     mut ours: Value,
-) -> (Value, Value) {
-    // 1. A deterministic name instead of generateName: ours is Prefect's prefix + suffix.
+) -> Result<(Value, Value), String> {
+    // 1. A deterministic name instead of generateName: Prefect's prefix (cut to leave room
+    //    for the suffix, as the API server cuts it) + the claim's suffix.
     let generate_name = prefect["metadata"]
         .as_object_mut()
-        .unwrap()
-        .remove("generateName")
-        .unwrap();
+        .and_then(|m| m.remove("generateName"))
+        .ok_or("Prefect's Job has no generateName")?;
     let name = ours["metadata"]
         .as_object_mut()
-        .unwrap()
-        .remove("name")
-        .unwrap();
+        .and_then(|m| m.remove("name"))
+        .ok_or("our Job has no name")?;
     let claim = ours["metadata"]["labels"]["prefect-agent/claim"]
         .as_str()
-        .unwrap()
+        .ok_or("no claim label")?
         .to_string();
-    assert_eq!(
-        name,
-        json!(format!("{}{claim}", generate_name.as_str().unwrap())),
-        "{case}: Job name"
-    );
-    assert!(
-        ours["metadata"].get("generateName").is_none(),
-        "{case}: generateName left in"
-    );
+    let prefix: String = generate_name
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(63 - claim.len())
+        .collect();
+    if name != json!(format!("{prefix}{claim}")) {
+        return Err(format!(
+            "Job name {name} is not Prefect's generateName {generate_name} + claim {claim}"
+        ));
+    }
+    if ours["metadata"].get("generateName").is_some() {
+        return Err("generateName left in".into());
+    }
 
     // 2. No parallelism/completions inside the pod spec (they are not pod fields).
-    let pod = prefect["spec"]["template"]["spec"].as_object_mut().unwrap();
-    assert_eq!(
-        pod.remove("parallelism"),
-        Some(json!(1)),
-        "{case}: Prefect's pod-spec parallelism"
-    );
-    assert_eq!(
-        pod.remove("completions"),
-        Some(json!(1)),
-        "{case}: Prefect's pod-spec completions"
-    );
+    let pod = prefect["spec"]["template"]["spec"]
+        .as_object_mut()
+        .ok_or("Prefect's Job has no pod spec")?;
     for field in ["parallelism", "completions"] {
-        assert!(
-            ours["spec"]["template"]["spec"].get(field).is_none(),
-            "{case}: {field} in our pod spec"
-        );
+        pod.remove(field);
+        if ours["spec"]["template"]["spec"].get(field).is_some() {
+            return Err(format!("{field} in our pod spec"));
+        }
     }
 
     // 3. The agent's tracking labels on the Job and its pods.
     for pointer in ["/metadata/labels", "/spec/template/metadata/labels"] {
-        let labels: &mut Map<String, Value> =
-            ours.pointer_mut(pointer).unwrap().as_object_mut().unwrap();
+        let labels = ours
+            .pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("no {pointer}"))?;
         for key in agent::job::TRACKING_LABELS {
-            assert!(
-                labels.remove(key).is_some(),
-                "{case}: tracking label {key} missing"
-            );
+            labels
+                .remove(key)
+                .ok_or_else(|| format!("tracking label {key} missing"))?;
         }
     }
-    (prefect, ours)
+
+    // 4. Fields Prefect sets to null are left out.
+    drop_nulls(&mut prefect);
+
+    // 5. An empty namespace is the agent's (`default`); Prefect's worker keeps "".
+    if prefect["metadata"]["namespace"] == "" {
+        if ours["metadata"]["namespace"] != "default" {
+            return Err("an empty namespace is not `default`".into());
+        }
+        ours["metadata"]["namespace"] = json!("");
+    }
+    Ok((prefect, ours))
+}
+
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// The field-by-field differences that are left, in words.
+fn differences(prefect: &Value, ours: &Value) -> Vec<String> {
+    diff(prefect, ours)
+        .iter()
+        .map(|c| {
+            format!(
+                "  {c}: Prefect {} / agent {}",
+                at(prefect, &c.path),
+                at(ours, &c.path)
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -135,19 +167,10 @@ fn the_stock_plugin_builds_the_job_prefects_worker_builds() {
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let (prefect, ours) =
-            without_documented_differences(&name, expected[arg(case)].clone(), render(case, &meta));
-        let changes = diff(&prefect, &ours);
-        if !changes.is_empty() {
-            let detail: Vec<String> = changes
-                .iter()
-                .map(|c| {
-                    format!(
-                        "  {c}: Prefect {} / agent {}",
-                        at(&prefect, &c.path),
-                        at(&ours, &c.path)
-                    )
-                })
-                .collect();
+            without_documented_differences(expected[arg(case)].clone(), render(case, &meta))
+                .unwrap_or_else(|why| panic!("{name}: {why}"));
+        let detail = differences(&prefect, &ours);
+        if !detail.is_empty() {
             failures.push(format!("{name}:\n{}", detail.join("\n")));
         }
     }
@@ -195,5 +218,196 @@ fn an_independent_validator_accepts_every_rendered_job() {
         report.matches("INFO").count(),
         files.len(),
         "every file validated:\n{report}"
+    );
+}
+
+/// Cases of the differential test from the fixed seed (reproducible) and from a fresh one (new
+/// cases every run; `AGENT_DIFFERENTIAL_SEED` replays one).
+const FIXED_SEED: u64 = 20_261_202;
+const FIXED_CASES: usize = 150;
+const FRESH_CASES: usize = 400;
+
+/// The differential test: a seeded generator (tests/oracle/differential.py) makes random flow
+/// runs, pools and deployments; Prefect's own code and the agent (in process, the chain built
+/// once, as `agent render` builds it) each make the Job; only documented differences pass, a
+/// case Prefect refuses must be refused by the agent too, and every Job passes
+/// kubernetes-validate --strict.
+#[test]
+fn random_flow_runs_get_the_job_prefects_worker_builds() {
+    let fresh: u64 = std::env::var("AGENT_DIFFERENTIAL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                % 1_000_000_000
+        });
+    let meta = oracle(&["--meta".to_string()]);
+    for (ours, prefects) in [
+        (
+            agent::request::FLOW_RUN_DEFAULTS,
+            &meta["flow_run_defaults"],
+        ),
+        (agent::request::FLOW_DEFAULTS, &meta["flow_defaults"]),
+    ] {
+        let ours: Value = serde_json::from_str(ours).unwrap();
+        assert_eq!(
+            &ours, prefects,
+            "the fields a templated name sees are Prefect's"
+        );
+    }
+    let renderer = renderer(&meta);
+    let jobs_dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut rendered = 0;
+    for (seed, count) in [(FIXED_SEED, FIXED_CASES), (fresh, FRESH_CASES)] {
+        let output = Command::new(python())
+            .arg(tests_path("oracle/differential.py"))
+            .args([seed.to_string(), count.to_string()])
+            .output()
+            .expect("running the generator");
+        assert!(
+            output.status.success(),
+            "seed {seed}: the generator failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let generated: Value = serde_json::from_slice(&output.stdout).unwrap();
+        for (index, item) in generated["cases"].as_array().unwrap().iter().enumerate() {
+            let case = &item["case"];
+            let ours = render_in_process(&renderer, case);
+            let problem = match (item.get("prefect"), ours) {
+                (Some(prefect), Ok(job)) => {
+                    std::fs::write(
+                        jobs_dir.path().join(format!("{seed}-{index}.json")),
+                        job.to_string(),
+                    )
+                    .unwrap();
+                    rendered += 1;
+                    compare(case, prefect.clone(), job)
+                }
+                (None, Err(_)) => None,
+                // A Job the API server would refuse (a container with no image, an env value
+                // that is a number) is refused before it is sent.
+                (Some(prefect), Err(_)) if refused_by_the_api_server(prefect) => None,
+                (Some(_), Err(e)) => Some(format!("the agent refused it: {e:#}")),
+                (None, Ok(_)) => Some(format!(
+                    "Prefect refused it ({}), the agent made a Job",
+                    item["error"]
+                )),
+            };
+            if let Some(problem) = problem {
+                failures.push(format!(
+                    "seed {seed} case {index}: {problem}\n  case: {case}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from Prefect's worker (replay the fresh seed with AGENT_DIFFERENTIAL_SEED={fresh}):\n{}",
+        failures.len(),
+        FIXED_CASES + FRESH_CASES,
+        failures
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        rendered > (FIXED_CASES + FRESH_CASES) / 2,
+        "most cases make a Job"
+    );
+    validate_strictly(jobs_dir.path());
+}
+
+/// Whether the API server would refuse Prefect's Job (strict schema and its own rules), apart
+/// from what the agent changes on purpose (no pod-spec parallelism, nulls left out).
+fn refused_by_the_api_server(job: &Value) -> bool {
+    let mut job = job.clone();
+    drop_nulls(&mut job);
+    if let Some(pod) = job["spec"]["template"]["spec"].as_object_mut() {
+        pod.remove("parallelism");
+        pod.remove("completions");
+    }
+    // The name the API server would make of the generateName.
+    if let Some(prefix) = job["metadata"]["generateName"].as_str() {
+        let prefix: String = prefix.chars().take(58).collect();
+        job["metadata"]["name"] = json!(format!("{prefix}abcde"));
+    }
+    !agent::job::problems(&job).is_empty()
+}
+
+/// `None` when the Jobs agree but for documented differences.
+fn compare(case: &Value, prefect: Value, ours: Value) -> Option<String> {
+    // A `job_manifest` job variable that is a Job replaces the pool's manifest in the agent
+    // (documented); Prefect ignores it.
+    let manifest_variable = [&case["flow_run"], &case["deployment"]]
+        .iter()
+        .any(|holder| holder["job_variables"]["job_manifest"]["kind"] == "Job");
+    if manifest_variable {
+        return (ours["metadata"]["labels"]["x"] != "y")
+            .then(|| "the `job_manifest` job variable was not used".to_string());
+    }
+    match without_documented_differences(prefect, ours) {
+        Err(why) => Some(why),
+        Ok((prefect, ours)) => {
+            let detail = differences(&prefect, &ours);
+            (!detail.is_empty()).then(|| detail.join("\n"))
+        }
+    }
+}
+
+fn renderer(meta: &Value) -> agent::render::Renderer {
+    use clap::Parser;
+    let cli = agent::cli::Cli::parse_from([
+        "agent",
+        "render",
+        "--flow-run",
+        "unused.json",
+        "--name",
+        "differential agent",
+        "--api-url",
+        "http://prefect:4200/api",
+        "--prefect-version",
+        meta["version"].as_str().unwrap(),
+        "--default-image",
+        meta["default_image"].as_str().unwrap(),
+    ]);
+    let agent::cli::Command::Render(args) = cli.command else {
+        unreachable!("parsed a render command")
+    };
+    agent::render::Renderer::new(&agent::settings::RenderSettings::from_args(args)).unwrap()
+}
+
+fn render_in_process(renderer: &agent::render::Renderer, case: &Value) -> anyhow::Result<Value> {
+    let run: agent::prefect::models::RunContext = serde_json::from_value(case.clone())?;
+    let pool = run.work_pool.as_ref().map(|p| &p.base_job_template);
+    let template = agent::assemble::base_job_template(pool, None)?;
+    Ok(renderer.render(&run, &template)?.0)
+}
+
+fn validate_strictly(dir: &std::path::Path) {
+    let files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| arg(&e.unwrap().path()))
+        .collect();
+    let output = Command::new(agent_tests::venv_command("kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.37.0"])
+        .args(&files)
+        .output()
+        .expect("running kubernetes-validate");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kubernetes-validate refused a Job:\n{}",
+        report
+            .lines()
+            .filter(|l| !l.starts_with("INFO"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -22,15 +22,35 @@ def main() -> None:
         import prefect
         from prefect.utilities.dockerutils import get_prefect_image_name
 
-        print(json.dumps({"version": prefect.__version__, "default_image": get_prefect_image_name()}))
+        from prefect.client.schemas.objects import Flow, FlowRun
+
+        ids = {"id": "00000000-0000-0000-0000-000000000001", "name": "n"}
+        flow_run = FlowRun(flow_id="00000000-0000-0000-0000-000000000002", **ids).model_dump(mode="json")
+        flow = Flow(**ids).model_dump(mode="json")
+        print(json.dumps({
+            "version": prefect.__version__,
+            "default_image": get_prefect_image_name(),
+            # The fields a templated Job name sees (`{{ ctx.flow_run.* }}`), with their defaults.
+            "flow_run_defaults": {k: v for k, v in flow_run.items() if k not in ("id", "name", "flow_id")},
+            "flow_defaults": {k: v for k, v in flow.items() if k not in ("id", "name")},
+        }))
         return
     print(json.dumps({path: manifest_for(path) for path in sys.argv[1:]}, indent=1))
 
 
 def manifest_for(path: str) -> dict:
-    case = json.load(open(path))
+    return render_case(json.load(open(path)))
+
+
+def render_case(case: dict) -> dict:
+    """The manifest for a case (a dict as `manifest_for` reads from a file)."""
     agent = case.get("agent", {})
-    # The worker's own settings become the flow run's base environment; set only these.
+    with worker_settings(agent.get("api_url")):
+        return asyncio.run(job_manifest(case, agent.get("name", "agent")))
+
+
+def worker_settings(api_url):
+    """The worker's settings, which become the flow run's base environment: only its API URL."""
     for key in [k for k in os.environ if k.startswith("PREFECT_")]:
         del os.environ[key]
     # An empty profile: Prefect's default one would add its own settings to the env.
@@ -41,11 +61,10 @@ def manifest_for(path: str) -> dict:
     # Settings are cached per process: give each case its own API URL explicitly.
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: agent.get("api_url")}):
-        return asyncio.run(job_manifest(case, agent.get("name", "agent")))
+    return temporary_settings(updates={PREFECT_API_URL: api_url})
 
 
-async def job_manifest(case: dict, worker_name: str) -> dict:
+async def job_manifest(case: dict, worker_name: str, client=None) -> dict:
     from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
     from prefect.client.schemas.responses import DeploymentResponse
     from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
@@ -74,7 +93,7 @@ async def job_manifest(case: dict, worker_name: str) -> dict:
     job_variables.update(flow_run_vars)
 
     configuration = await KubernetesWorkerJobConfiguration.from_template_and_values(
-        base_job_template=template, values=job_variables, client=None
+        base_job_template=template, values=job_variables, client=client
     )
     configuration.prepare_for_flow_run(
         flow_run=flow_run, deployment=deployment, flow=flow, work_pool=work_pool, worker_name=worker_name
@@ -82,7 +101,8 @@ async def job_manifest(case: dict, worker_name: str) -> dict:
     manifest = configuration.job_manifest
     # The profiles path is the oracle's own setting (see main), not the worker's: drop it.
     for container in manifest["spec"]["template"]["spec"]["containers"]:
-        container["env"] = [e for e in container.get("env", []) if e.get("name") != "PREFECT_PROFILES_PATH"]
+        if "env" in container:
+            container["env"] = [e for e in container["env"] if e.get("name") != "PREFECT_PROFILES_PATH"]
     return manifest
 
 

@@ -13,6 +13,8 @@ pub const FLOW_RUN_LABEL: &str = "prefect-agent/flow-run-id";
 pub const CLAIM_LABEL: &str = "prefect-agent/claim";
 pub const AGENT_LABEL: &str = "prefect-agent/agent";
 pub const TRACKING_LABELS: [&str; 3] = [FLOW_RUN_LABEL, CLAIM_LABEL, AGENT_LABEL];
+/// A Job name's length at most: the Job controller copies it into a pod label (a DNS label).
+const MAX_NAME: usize = 63;
 
 /// Who the Job belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +117,10 @@ fn name_deterministically(metadata: &mut Map<String, Value>, claim: &str) -> Res
     }
     match generate.as_ref().and_then(Value::as_str) {
         Some(prefix) if !prefix.is_empty() => {
+            // The API server cuts a long generateName to leave room for its random suffix (5
+            // characters); the claim's suffix is 8.
+            let room = MAX_NAME.saturating_sub(claim.len());
+            let prefix: String = prefix.chars().take(room).collect();
             metadata.insert("name".into(), json!(format!("{prefix}{claim}")));
             Ok(())
         }

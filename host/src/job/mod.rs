@@ -40,18 +40,39 @@ fn blame(plugin: &Option<String>) -> String {
 }
 
 /// Applies the host's invariants to the chain's Job and checks it; returns the Job to create.
+/// Fields set to `null` are left out, as if unset: a job variable given as null (`cpu_request:
+/// null`) renders to a null field, which the strict schema cannot place (and Kubernetes' JSON
+/// decoding would read as a zero value, not as "unset").
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// What the API server would refuse in `job` (strict schema, then the rules it cannot say):
+/// JSON pointers and messages, in order.
+pub fn problems(job: &Value) -> Vec<(String, String)> {
+    schema::job_problems(job)
+        .into_iter()
+        .chain(invariants::api_server_rules(job))
+        .collect()
+}
+
 pub fn finalize(outcome: &ChainOutcome, tracking: &Tracking) -> Result<Value, InvalidJob> {
     let mut job = outcome.job.clone();
+    drop_nulls(&mut job);
     let blame = |pointer: &str| outcome.last_changed(pointer).map(str::to_string);
     invariants::apply(&mut job, tracking).map_err(|(pointer, message)| InvalidJob {
         plugin: blame(&pointer),
         path: dotted(&pointer),
         message,
     })?;
-    let problems = schema::job_problems(&job)
-        .into_iter()
-        .chain(invariants::api_server_rules(&job));
-    if let Some((pointer, message)) = problems.into_iter().next() {
+    if let Some((pointer, message)) = problems(&job).into_iter().next() {
         return Err(InvalidJob {
             plugin: blame(&pointer),
             path: dotted(&pointer),

@@ -1,7 +1,7 @@
 //! The job configuration: the pool's base job template rendered with the job variables, then
 //! checked, as `KubernetesWorkerJobConfiguration.from_template_and_values` builds it.
 
-use crate::template::{apply_values, python_str};
+use agent_placeholders::template::{apply_values, python_str};
 use agent_plugin_sdk::{Error, Value, fault, json};
 use serde_json::Map;
 
@@ -21,7 +21,9 @@ pub struct JobConfiguration {
     pub env: Env,
     pub labels: Map<String, Value>,
     pub annotations: Map<String, Value>,
-    pub name: Option<String>,
+    /// The name as rendered: a string as a rule, but `{{ ctx.flow_run.run_count }}` renders to a
+    /// number (see `prepare::flow_run_name`).
+    pub name: Value,
     pub job_manifest: Value,
 }
 
@@ -69,12 +71,18 @@ pub fn from_template_and_values(
         variables.insert(key, value);
     }
 
-    if let (Some(Value::Object(base)), Some(Value::Object(env))) =
-        (base_config.get("env"), variables.get("env"))
-        && !env.is_empty()
-    {
-        let merged = merge_maps(base, env);
-        base_config.insert("env".into(), Value::Object(merged));
+    match (base_config.get("env"), variables.get("env")) {
+        (Some(Value::Object(base)), Some(Value::Object(env))) if !env.is_empty() => {
+            let merged = merge_maps(base, env);
+            base_config.insert("env".into(), Value::Object(merged));
+        }
+        // Python's `dict | list`: Prefect's worker fails here too.
+        (Some(Value::Object(_)), Some(Value::Array(env))) if !env.is_empty() => {
+            return Err(fault(
+                "the `env` job variable is a list, but the work pool's default env (or its template's env) is an object, and the two cannot be merged; give `env` as an object of NAME: value",
+            ));
+        }
+        _ => {}
     }
 
     let populated =
@@ -171,8 +179,9 @@ impl JobConfiguration {
         let Value::Object(mut config) = populated else {
             return Err(fault("the rendered job configuration is not an object"));
         };
+        check_scalars(&config)?;
         let namespace = match config.remove("namespace") {
-            None | Some(Value::Null) => "default".to_string(),
+            None => "default".to_string(),
             Some(Value::String(ns)) => ns,
             Some(other) => {
                 return Err(fault(format!(
@@ -181,7 +190,7 @@ impl JobConfiguration {
             }
         };
         let env = match config.remove("env") {
-            None | Some(Value::Null) => Env::Map(Map::new()),
+            None => Env::Map(Map::new()),
             Some(Value::Object(map)) => Env::Map(
                 map.into_iter()
                     .map(|(k, v)| {
@@ -207,7 +216,7 @@ impl JobConfiguration {
             .ok_or_else(|| fault("job configuration `job_manifest` is missing or not an object"))?;
         validate_manifest(&mut job_manifest, &namespace)?;
         Ok(JobConfiguration {
-            name: optional_string(config.remove("name"), "name")?,
+            name: config.remove("name").unwrap_or(Value::Null),
             labels: string_map(config.remove("labels"), "labels")?,
             annotations: string_map(config.remove("annotations"), "annotations")?,
             env,
@@ -216,19 +225,64 @@ impl JobConfiguration {
     }
 }
 
-fn optional_string(value: Option<Value>, field: &str) -> Result<Option<String>, Error> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(fault(format!(
-            "job configuration `{field}` must be a string, got {other}"
-        ))),
+/// The model's other fields, as pydantic checks them (leniently: `"2"` is an int): the agent
+/// does not use them, but Prefect's worker fails a run whose configuration has them wrong.
+fn check_scalars(config: &Map<String, Value>) -> Result<(), Error> {
+    let integer = |v: &Value| {
+        v.as_i64().is_some()
+            || v.as_f64().is_some_and(|f| f.fract() == 0.0)
+            || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
+    };
+    let boolean = |v: &Value| {
+        v.is_boolean()
+            || v.as_i64().is_some_and(|n| n == 0 || n == 1)
+            || v.as_str().is_some_and(|s| {
+                matches!(
+                    s.to_ascii_lowercase().as_str(),
+                    "0" | "1"
+                        | "true"
+                        | "false"
+                        | "yes"
+                        | "no"
+                        | "on"
+                        | "off"
+                        | "t"
+                        | "f"
+                        | "y"
+                        | "n"
+                )
+            })
+    };
+    type Check<'a> = (&'a str, &'a dyn Fn(&Value) -> bool, &'a str);
+    let checks: [Check; 4] = [
+        ("pod_watch_timeout_seconds", &integer, "an integer"),
+        (
+            "job_watch_timeout_seconds",
+            &|v| v.is_null() || integer(v),
+            "an integer or null",
+        ),
+        ("stream_output", &boolean, "a boolean"),
+        (
+            "cluster_config",
+            &|v| v.is_null() || v.is_object(),
+            "an object or null",
+        ),
+    ];
+    for (field, valid, what) in checks {
+        if let Some(value) = config.get(field)
+            && !valid(value)
+        {
+            return Err(fault(format!(
+                "job configuration `{field}` must be {what}, got {value}"
+            )));
+        }
     }
+    Ok(())
 }
 
 fn string_map(value: Option<Value>, field: &str) -> Result<Map<String, Value>, Error> {
     match value {
-        None | Some(Value::Null) => Ok(Map::new()),
+        None => Ok(Map::new()),
         Some(Value::Object(map)) => {
             if let Some((key, bad)) = map.iter().find(|(_, v)| !v.is_string()) {
                 return Err(fault(format!(

@@ -16,8 +16,9 @@
 mod configuration;
 mod entities;
 mod prepare;
-mod slug;
-mod template;
+mod shell;
+pub mod slug;
+mod transliterate;
 
 use agent_plugin_sdk::{Error, Plugin, Request, RequestExt, Value, job, json};
 
@@ -85,8 +86,11 @@ fn env_from_secret(
     Ok(())
 }
 
-/// `generateName: "etl-"` + suffix `k3x9a2b1` → `name: "etl-k3x9a2b1"`. A name the template
-/// fixes is kept.
+/// A Job name's length at most (its pods' `job-name` label must hold it).
+const MAX_NAME: usize = 63;
+
+/// `generateName: "etl-"` + suffix `k3x9a2b1` → `name: "etl-k3x9a2b1"`, the prefix cut to fit.
+/// A name the template fixes is kept.
 fn name_deterministically(manifest: &mut Value, suffix: &str) -> Result<(), Error> {
     let metadata = job::object_at(manifest, &["metadata"])?;
     let prefix = metadata.remove("generateName");
@@ -101,6 +105,9 @@ fn name_deterministically(manifest: &mut Value, suffix: &str) -> Result<(), Erro
         .as_ref()
         .and_then(Value::as_str)
         .unwrap_or("prefect-job-");
+    // The API server cuts a long generateName to leave room for its suffix; so does this.
+    let room = MAX_NAME.saturating_sub(suffix.len());
+    let prefix: String = prefix.chars().take(room).collect();
     metadata.insert("name".into(), json!(format!("{prefix}{suffix}")));
     Ok(())
 }

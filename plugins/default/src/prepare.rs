@@ -2,8 +2,9 @@
 //! labels, annotations, image, args and name; then the agent's deliberate differences.
 
 use crate::configuration::{Env, JobConfiguration, truthy};
+use crate::shell;
 use crate::slug;
-use crate::template::{apply_values, has_placeholders, python_str};
+use agent_placeholders::template::{apply_values, has_placeholders};
 use agent_plugin_sdk::{Error, Request, Value, fault, job, json};
 use serde_json::Map;
 
@@ -19,7 +20,7 @@ pub fn prepare_for_flow_run(
     let special_env = split_special_env(&mut config.env);
     let env = flow_run_env(&config.env, request);
     let labels = flow_run_labels(&config.labels, request);
-    let name = flow_run_name(config.name.as_deref(), request);
+    let name = flow_run_name(&config.name, request);
 
     let mut env = Env::Map(env);
     if !special_env.is_empty() {
@@ -143,19 +144,25 @@ fn flow_run_labels(configured: &Map<String, Value>, request: &Request) -> Map<St
     labels
 }
 
-/// The `name` job variable, rendered against `ctx.flow` and `ctx.flow_run`, or the run's name.
-fn flow_run_name(configured: Option<&str>, request: &Request) -> String {
-    let rendered = configured.filter(|n| !n.is_empty()).map(|name| {
-        let ctx =
-            json!({"ctx": {"flow": flow_context(request), "flow_run": flow_run_context(request)}});
-        match apply_values(&json!(name), ctx.as_object().expect("an object")) {
-            Some(value) => python_str(&value),
-            None => name.to_string(),
+/// The `name` job variable rendered against `ctx.flow` and `ctx.flow_run`, or the run's name
+/// when it renders to nothing (`""`, `0`, `None`), as Prefect's worker does. (The host renders
+/// the `ctx` placeholders from the whole flow run before the plugins; this renders what the
+/// contract's fields hold, for a plugin run without the host.) It may render to a number or a
+/// list; see `populate_generate_name_if_not_present`.
+fn flow_run_name(configured: &Value, request: &Request) -> Value {
+    let rendered = match configured {
+        Value::String(name) if !name.is_empty() => {
+            let ctx = json!({"ctx": {"flow": flow_context(request), "flow_run": flow_run_context(request)}});
+            apply_values(configured, ctx.as_object().expect("an object"))
+                .unwrap_or_else(|| json!(name))
         }
-    });
-    rendered
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| request.flow_run.name.clone())
+        other => other.clone(),
+    };
+    if truthy(&rendered) {
+        rendered
+    } else {
+        json!(request.flow_run.name)
+    }
 }
 
 fn flow_context(request: &Request) -> Value {
@@ -244,14 +251,16 @@ fn populate_env_in_manifest(manifest: &mut Value, env: Env) -> Result<(), Error>
     Ok(())
 }
 
-fn slugged_labels(labels: &Map<String, Value>) -> Map<String, Value> {
+/// Keys and values slugged; a value that is not text (a template's `{{ team }}` with `team`
+/// unset or a number) is refused, as Prefect's worker fails on it.
+fn slugged_labels(labels: &Map<String, Value>) -> Result<Map<String, Value>, Error> {
     labels
         .iter()
-        .map(|(k, v)| {
-            (
-                slug::label_key(k),
-                Value::String(slug::label_value(&python_str(v))),
-            )
+        .map(|(k, v)| match v {
+            Value::String(text) => Ok((slug::label_key(k), Value::String(slug::label_value(text)))),
+            other => Err(fault(format!(
+                "the Job's label {k:?} is {other}, not text (a label value must be a string)"
+            ))),
         })
         .collect()
 }
@@ -268,7 +277,7 @@ fn merged(existing: Option<&Value>, over: &Map<String, Value>) -> Map<String, Va
 fn slugify_labels(manifest: &mut Value, labels: &Map<String, Value>) -> Result<(), Error> {
     let metadata = job::object_at(manifest, &["metadata"])?;
     let all = merged(metadata.get("labels"), labels);
-    metadata.insert("labels".into(), Value::Object(slugged_labels(&all)));
+    metadata.insert("labels".into(), Value::Object(slugged_labels(&all)?));
     Ok(())
 }
 
@@ -311,20 +320,27 @@ fn populate_command_if_not_present(manifest: &mut Value) -> Result<(), Error> {
 }
 
 fn split_command(command: &str) -> Result<Vec<String>, Error> {
-    shlex::split(command).ok_or_else(|| {
+    shell::split(command).map_err(|e| {
         fault(format!(
-            "the command {command:?} has an unclosed quote or a trailing backslash"
+            "the command {command:?} cannot be split into args as Python's shlex.split does: {e}"
         ))
     })
 }
 
-fn populate_generate_name_if_not_present(manifest: &mut Value, name: &str) -> Result<(), Error> {
+/// A name that renders to a number or a list is refused here, where Prefect's worker fails on
+/// it too (slugging it); a template with a generateName of its own never gets here.
+fn populate_generate_name_if_not_present(manifest: &mut Value, name: &Value) -> Result<(), Error> {
     let metadata = job::object_at(manifest, &["metadata"])?;
     let current = metadata
         .get("generateName")
         .and_then(Value::as_str)
         .unwrap_or("");
     if current.is_empty() || has_placeholders(current) || current == "-" || current == "None-" {
+        let Value::String(name) = name else {
+            return Err(fault(format!(
+                "the Job name (job variable `name`) renders to {name}, not to text"
+            )));
+        };
         let prefix = slug::name(name).unwrap_or_else(|| "prefect-job".into());
         metadata.insert("generateName".into(), json!(format!("{prefix}-")));
     }
@@ -334,7 +350,7 @@ fn populate_generate_name_if_not_present(manifest: &mut Value, name: &str) -> Re
 fn propagate_labels_to_pod(manifest: &mut Value, labels: &Map<String, Value>) -> Result<(), Error> {
     let pod_metadata = job::object_at(manifest, &["spec", "template", "metadata"])?;
     let all = merged(pod_metadata.get("labels"), labels);
-    pod_metadata.insert("labels".into(), Value::Object(slugged_labels(&all)));
+    pod_metadata.insert("labels".into(), Value::Object(slugged_labels(&all)?));
     Ok(())
 }
 

@@ -60,7 +60,7 @@ fn slugify(
 ) -> String {
     let text = collapse_quotes(text, "-");
     let nfkd: String = text.nfkd().collect();
-    let ascii = deunicode::deunicode(&nfkd);
+    let ascii = crate::transliterate::to_ascii(&nfkd);
     let decoded = decode_entities(&ascii);
     let mut text: String = decoded.nfkd().collect();
     if lowercase {

@@ -2,7 +2,10 @@
 //! them with `PLACEHOLDER_CAPTURE_REGEX` (`\{\{\s*([\w\.\-\[\]$]+)\s*\}\}`, Python's Unicode
 //! `\w` and `\s`). One grammar for the stock plugin (which fills job variables in) and the host
 //! (which resolves blocks and variables through the API), so that they never disagree on what
-//! a placeholder is. No dependencies: the stock plugin is a small wasm component.
+//! a placeholder is; `template` applies values to a template as Prefect does. Small on
+//! purpose: the stock plugin is a small wasm component.
+
+pub mod template;
 
 /// One placeholder found in a text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! which can read them from the Prefect API; `{{ $ENV }}` placeholders are never resolved,
 //! because plugins have no environment.
 
-use agent_placeholders::{Kind, find_distinct as find_placeholders};
+use crate::{Kind, find_distinct as find_placeholders};
 use serde_json::{Map, Value};
 
 /// Whether `text` holds any placeholder.
@@ -110,14 +110,33 @@ fn python_repr(value: &Value) -> String {
 
 fn python_number(n: &serde_json::Number) -> String {
     match n.as_f64() {
-        Some(f) if !n.is_i64() && !n.is_u64() => {
-            if f.fract() == 0.0 && f.abs() < 1e16 {
-                format!("{f:.1}")
-            } else {
-                format!("{f}")
-            }
-        }
+        Some(f) if !n.is_i64() && !n.is_u64() => python_float(f),
         _ => n.to_string(),
+    }
+}
+
+/// Python's `repr(float)`: the shortest digits that read back (as Rust finds them), written
+/// positionally for decimal exponents from -4 to 15 and as `1e-05` / `1.5e+16` otherwise.
+fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("Rust writes an exponent");
+    let exponent: i32 = exponent.parse().expect("an integer exponent");
+    if (-4..16).contains(&exponent) {
+        let positional = format!("{f}");
+        if positional.contains('.') {
+            positional
+        } else {
+            format!("{positional}.0")
+        }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
     }
 }
 
@@ -139,11 +158,42 @@ fn python_string_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c)
             }
+            c if !is_printable(c) => {
+                let code = u32::from(c);
+                let escaped = if code < 0x100 {
+                    format!("\\x{code:02x}")
+                } else if code < 0x10000 {
+                    format!("\\u{code:04x}")
+                } else {
+                    format!("\\U{code:08x}")
+                };
+                out.push_str(&escaped);
+            }
             c => out.push(c),
         }
     }
     out.push(quote);
     out
+}
+
+/// Python's `str.isprintable()` for one character: not a control, format, surrogate,
+/// private-use or unassigned character, nor a separator other than the ASCII space. (The
+/// category table is the crate's Unicode version; Python 3.11's is 14.0, so characters assigned
+/// since print here and are escaped by Python.)
+fn is_printable(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    c == ' '
+        || !matches!(
+            get_general_category(c),
+            G::Control
+                | G::Format
+                | G::Surrogate
+                | G::PrivateUse
+                | G::Unassigned
+                | G::LineSeparator
+                | G::ParagraphSeparator
+                | G::SpaceSeparator
+        )
 }
 
 #[cfg(test)]
@@ -209,7 +259,34 @@ mod tests {
 
     #[test]
     fn float_values_print_as_python_does() {
-        assert_eq!(python_str(&json!(1.0)), "1.0");
-        assert_eq!(python_str(&json!(0.5)), "0.5");
+        // Known answers from Python's repr().
+        let cases = [
+            (json!(1.0), "1.0"),
+            (json!(0.5), "0.5"),
+            (json!(1e-05), "1e-05"),
+            (json!(0.0001), "0.0001"),
+            (json!(1e16), "1e+16"),
+            (json!(1e15), "1000000000000000.0"),
+            (json!(1.5e21), "1.5e+21"),
+            (json!(-2.5e-7), "-2.5e-07"),
+            (json!(123.456), "123.456"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(python_str(&value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn strings_inside_containers_print_as_pythons_repr() {
+        let value = json!([
+            "it's",
+            "tab\there",
+            "\u{1}\u{7f}\u{a0}\u{200b}\u{e000}",
+            "é 日本"
+        ]);
+        assert_eq!(
+            python_str(&value),
+            r#"["it's", 'tab\there', '\x01\x7f\xa0\u200b\ue000', 'é 日本']"#
+        );
     }
 }
