@@ -5,13 +5,16 @@
 //!
 //! 1. flags, environment and `--config agent.toml` → settings: `cli`, `config_file`, `settings`
 //! 2. settings → working parts (plugin chain, base job template): `assemble`
-//! 3. poll the pool, claim a run (PENDING), build, submit, report: `dispatch`
-//!    - Prefect's API, its objects, placeholders and runs' logs: `prefect`
+//! 3. find runs (Prefect's event stream, polls, timers for runs due later), claim one
+//!    (PENDING), build, submit, report; finish claims left unfinished: `dispatch`
+//!    - Prefect's API, its objects, placeholders, its event stream, runs' logs and the events
+//!      the agent emits: `prefect`
 //!    - what plugins are told about the run: `request`
 //!    - the plugin sandbox and chain: `plugins` (with `diff` for what each plugin changed)
 //!    - what every Job must be after the chain (labels, name, schema): `job`
 //!    - creating it exactly once in Kubernetes: `cluster`
-//! 4. after submission: watch the Job, its pods and Events → decide → act: `watch`
+//! 4. after submission: watch the Job, its pods and Events → decide → act, and tell Prefect of
+//!    the pods (events): `watch`
 //! 5. probes and counts: `health`, `metrics`
 //!
 //! The other commands: `render` (`agent render`, steps 1–3 without a server), `install`,

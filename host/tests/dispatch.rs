@@ -7,7 +7,7 @@
 mod e2e;
 
 use agent_tests::plugin;
-use agent_tests::prefect::{PrefectServer, server};
+use agent_tests::prefect::{Database, PrefectServer, server};
 use e2e::{Cluster, cluster, env_of, stock_template};
 use kube_emulator::{Fault, FaultRule};
 use serde_json::json;
@@ -306,19 +306,37 @@ async fn three_agents_racing_create_each_job_exactly_once() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(300);
-    let prefect = server();
+    race(server(), "racer", runs_wanted, 2).await;
+}
+
+/// The race again on Prefect on PostgreSQL (as production runs it): a database that takes
+/// concurrent writers, where the claims really overlap.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_agents_racing_on_postgresql_create_each_job_exactly_once() {
+    if std::fs::read_dir("/usr/lib/postgresql").is_err() {
+        eprintln!("skipped: PostgreSQL is not installed (tests/setup-postgres.sh installs it)");
+        return;
+    }
+    let prefect = tokio::task::spawn_blocking(|| PrefectServer::on(Database::Postgres))
+        .await
+        .unwrap();
+    race(&prefect, "pg-racer", 200, 8).await;
+}
+
+/// Three agents named `name` on one pool of `runs_wanted` runs (created by `creators` threads:
+/// SQLite takes few writers at once): one Job per run.
+async fn race(prefect: &PrefectServer, name: &str, runs_wanted: usize, creators: usize) {
     let cluster = cluster().await;
-    prefect.create_pool("e2e-race", json!({}));
-    let deployment = prefect.create_deployment("e2e-race", "etl", "race", json!({}));
-    let runs: Vec<String> = (0..runs_wanted)
-        .map(|_| prefect.create_run(&deployment, json!({})))
-        .collect();
+    let pool = format!("e2e-{name}");
+    prefect.create_pool(&pool, json!({}));
+    let deployment = prefect.create_deployment(&pool, "etl", name, json!({}));
+    let runs = prefect.create_runs(&deployment, runs_wanted, creators);
 
     let args = [
         "--pool",
-        "e2e-race",
+        &pool,
         "--name",
-        "racer",
+        name,
         "--max-polls",
         "40",
         "--poll-interval",
@@ -340,7 +358,7 @@ async fn three_agents_racing_create_each_job_exactly_once() {
         })
         .collect();
 
-    let jobs = cluster.jobs_of("racer").await;
+    let jobs = cluster.jobs_of(name).await;
     assert_eq!(
         jobs.len(),
         runs_wanted,
@@ -540,7 +558,14 @@ async fn sigterm_during_a_burst_leaves_no_run_claimed_without_a_job_or_a_report(
         ],
         cache.path(),
     );
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The signal comes as soon as the first Job exists (a fixed sleep is too short for a
+    // loaded machine, where the agent's start-up alone can take seconds).
+    let first_job = std::time::Instant::now();
+    while cluster.jobs_of("agent-sigterm").await.is_empty()
+        && first_job.elapsed() < std::time::Duration::from_secs(120)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let log = terminate(agent).await;
     assert!(log.contains("shutting down: no more polls"), "{log}");
 

@@ -22,7 +22,10 @@ def main() -> None:
     port, data = int(sys.argv[1]), sys.argv[2]
     os.environ.update({
         "PREFECT_HOME": data,
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{data}/prefect.db",
+        # SQLite in the data dir unless the test support gives a PostgreSQL URL.
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": os.environ.get(
+            "AGENT_TEST_DATABASE_URL", f"sqlite+aiosqlite:///{data}/prefect.db"
+        ),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",

@@ -6,6 +6,7 @@
 
 pub mod floor;
 pub mod modules;
+pub mod postgres;
 pub mod prefect;
 pub mod proxy;
 
@@ -234,4 +235,31 @@ pub fn peak_rss(command: &mut Command) -> (Option<i32>, u64, std::time::Duration
     assert_eq!(pid, child.id() as i32, "wait4 failed");
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, usage.ru_maxrss as u64, started.elapsed())
+}
+
+/// What a child process used, once it has ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub exit_code: Option<i32>,
+    pub max_rss_kib: u64,
+    pub cpu: std::time::Duration,
+}
+
+/// Waits for `child` and reads its peak RSS and CPU time (user + system).
+pub fn wait_with_usage(child: std::process::Child) -> Usage {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let seconds = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    Usage {
+        exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        max_rss_kib: usage.ru_maxrss as u64,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    }
 }

@@ -12,7 +12,28 @@ pub struct PrefectServer {
     pub api_url: String,
     port: u16,
     process: Mutex<Child>,
+    /// The server's database URL; SQLite in `data` when `None`.
+    database: Option<String>,
     data: tempfile::TempDir,
+    // Dropped after the server is killed (fields drop in order).
+    _postgres: Option<crate::postgres::Postgres>,
+}
+
+/// Which database a server runs on. `AGENT_TEST_PREFECT_DATABASE=postgres` makes every
+/// server of the tests and benchmarks use PostgreSQL; SQLite otherwise (Prefect's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+impl Database {
+    pub fn from_env() -> Database {
+        match std::env::var("AGENT_TEST_PREFECT_DATABASE").as_deref() {
+            Ok("postgres" | "postgresql") => Database::Postgres,
+            _ => Database::Sqlite,
+        }
+    }
 }
 
 /// The test process's Prefect server, started on first use (about 15 s).
@@ -21,13 +42,17 @@ pub fn server() -> &'static PrefectServer {
     SERVER.get_or_init(PrefectServer::dedicated)
 }
 
-fn spawn(port: u16, data: &std::path::Path) -> Child {
+fn spawn(port: u16, data: &std::path::Path, database: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data.join("server.log"))
         .unwrap();
-    Command::new(crate::python())
+    let mut command = Command::new(crate::python());
+    if let Some(url) = database {
+        command.env("AGENT_TEST_DATABASE_URL", url);
+    }
+    command
         .arg(crate::tests_path("prefect/serve.py"))
         .arg(port.to_string())
         .arg(data)
@@ -38,20 +63,30 @@ fn spawn(port: u16, data: &std::path::Path) -> Child {
 }
 
 impl PrefectServer {
-    /// A server of the caller's own (for tests that stop and restart it).
+    /// A server of the caller's own (for tests that stop and restart it), on the database
+    /// `AGENT_TEST_PREFECT_DATABASE` says.
     pub fn dedicated() -> PrefectServer {
+        Self::on(Database::from_env())
+    }
+
+    /// A server of the caller's own on `database` (a fresh PostgreSQL cluster of its own).
+    pub fn on(database: Database) -> PrefectServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let data = tempfile::tempdir().unwrap();
-        let process = spawn(port, data.path());
+        let postgres = (database == Database::Postgres).then(crate::postgres::Postgres::start);
+        let url = postgres.as_ref().map(|p| p.prefect_url());
+        let process = spawn(port, data.path(), url.as_deref());
         let server = PrefectServer {
             api_url: format!("http://127.0.0.1:{port}/api"),
             port,
             process: Mutex::new(process),
+            database: url,
             data,
+            _postgres: postgres,
         };
         server.wait_until_up();
         server
@@ -81,7 +116,8 @@ impl PrefectServer {
 
     /// Starts it again on the same port and database, and waits until it answers.
     pub fn restart(&self) {
-        *self.process.lock().unwrap() = spawn(self.port, self.data.path());
+        *self.process.lock().unwrap() =
+            spawn(self.port, self.data.path(), self.database.as_deref());
         self.wait_until_up();
     }
 
@@ -89,8 +125,12 @@ impl PrefectServer {
     /// an error status.
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{path}", self.api_url);
-        // SQLite under concurrent writers answers 503; Prefect's own client retries, so do we.
-        for attempt in 0..20u32 {
+        // SQLite under concurrent writers answers 503; Prefect's own client retries, so do we
+        // (for a minute: a loaded CI machine with several suites on one server needs it).
+        let started = std::time::Instant::now();
+        let mut attempt = 0u64;
+        while started.elapsed() < Duration::from_secs(60) {
+            attempt += 1;
             let response = match (method, body.clone()) {
                 ("GET", _) => ureq::get(&url).call(),
                 ("DELETE", _) => ureq::delete(&url).call(),
@@ -107,7 +147,7 @@ impl PrefectServer {
                     };
                 }
                 Err(ureq::Error::StatusCode(429 | 503)) => {
-                    std::thread::sleep(Duration::from_millis(50 * u64::from(attempt + 1)))
+                    std::thread::sleep(Duration::from_millis((50 * attempt).min(1000)))
                 }
                 Err(e) => panic!("{method} {path}: {e}"),
             }
@@ -149,6 +189,24 @@ impl PrefectServer {
     }
 
     /// A run of the deployment with `tags`, scheduled now; returns its id.
+    /// `count` runs of `deployment` scheduled now, created `parallel` at a time (set-up of a
+    /// benchmark must not be what it measures); their ids, in no order.
+    pub fn create_runs(&self, deployment: &str, count: usize, parallel: usize) -> Vec<String> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let ids = Mutex::new(Vec::with_capacity(count));
+        std::thread::scope(|scope| {
+            for _ in 0..parallel.max(1) {
+                scope.spawn(|| {
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                        let id = self.create_run(deployment, json!({}));
+                        ids.lock().unwrap().push(id);
+                    }
+                });
+            }
+        });
+        ids.into_inner().unwrap()
+    }
+
     pub fn create_tagged_run(
         &self,
         deployment: &str,

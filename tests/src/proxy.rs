@@ -30,6 +30,8 @@ struct Shared {
     /// Values seen of `x-…` headers, by name.
     custom_headers: Mutex<BTreeMap<String, String>>,
     counts: Mutex<BTreeMap<String, u64>>,
+    /// Answers by HTTP status.
+    statuses: Mutex<BTreeMap<u16, u64>>,
     slow: Mutex<Vec<Slow>>,
     down: AtomicBool,
     http: reqwest::Client,
@@ -161,7 +163,13 @@ impl Proxy {
         self.shared.counts.lock().unwrap().clone()
     }
 
+    /// The server's answers so far, by HTTP status (`503`: a database that could not keep up).
+    pub fn statuses(&self) -> BTreeMap<u16, u64> {
+        self.shared.statuses.lock().unwrap().clone()
+    }
+
     pub fn reset_counts(&self) {
+        self.shared.statuses.lock().unwrap().clear();
         self.shared.counts.lock().unwrap().clear();
     }
 
@@ -224,7 +232,20 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let (mut parts, body) = request.into_parts();
     if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         let target = format!("{}{path}{query}", shared.upstream.replacen("http", "ws", 1));
-        return upgrade.on_upgrade(move |socket| bridge(socket, target));
+        // The subprotocols the client asks for (Prefect's is `prefect`) are asked of the
+        // server and granted to the client.
+        let protocols: Vec<String> = parts
+            .headers
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        return upgrade
+            .protocols(protocols.clone())
+            .on_upgrade(move |socket| bridge(socket, target, protocols));
     }
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(body) => body,
@@ -242,6 +263,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     match outgoing.send().await {
         Ok(answer) => {
             let status = answer.status();
+            *shared
+                .statuses
+                .lock()
+                .unwrap()
+                .entry(status.as_u16())
+                .or_default() += 1;
             let mut headers = HeaderMap::new();
             for (name, value) in answer.headers() {
                 if name != "content-length" && name != "transfer-encoding" {
@@ -256,8 +283,19 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
 }
 
 /// Passes messages both ways between the client's socket and the server's.
-async fn bridge(client: axum::extract::ws::WebSocket, target: String) {
-    let Ok((server, _)) = tokio_tungstenite::connect_async(&target).await else {
+async fn bridge(client: axum::extract::ws::WebSocket, target: String, protocols: Vec<String>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Ok(mut request) = target.as_str().into_client_request() else {
+        return;
+    };
+    if !protocols.is_empty()
+        && let Ok(value) = protocols.join(", ").parse()
+    {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", value);
+    }
+    let Ok((server, _)) = tokio_tungstenite::connect_async(request).await else {
         return;
     };
     let (mut to_server, mut from_server) = server.split();

@@ -31,6 +31,8 @@ const WARNING: u8 = 30;
 const ERROR: u8 = 40;
 /// How long a poll or heartbeat retries before giving up until the next poll.
 const POLL_PATIENCE: Duration = Duration::from_secs(5);
+/// How long labelling a run retries (in the background).
+const LABEL_PATIENCE: Duration = Duration::from_secs(120);
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -494,8 +496,9 @@ impl Dispatcher {
         if self.parts.options.dry_run {
             return;
         }
+        // Patient: nothing waits for it, and a busy database answers 503 for a while.
         let (prefect, id, labels) = (
-            self.parts.prefect.clone(),
+            self.parts.prefect.with_patience(LABEL_PATIENCE),
             id.to_string(),
             self.parts.worker.run_labels(),
         );
