@@ -108,6 +108,14 @@ pub fn merge_job_variables<'a>(
     let mut values = Map::new();
     for layer in layers.into_iter().flatten() {
         for (key, value) in layer {
+            // Prefect's worker feeds a later `env` to the earlier object's `dict.update`, so
+            // a later `env` that is not an object never replaces it: an empty list changes
+            // nothing, and the rest (a list of `{name, value}`, null) Prefect mangles or fails
+            // on; the agent keeps the object (a documented difference).
+            if key == "env" && values.get("env").is_some_and(Value::is_object) && !value.is_object()
+            {
+                continue;
+            }
             merge_key(&mut values, key, value, key == "env");
         }
     }
@@ -311,6 +319,26 @@ fn python_utc_isoformat(timestamp: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_later_env_that_is_not_an_object_leaves_the_earlier_object() {
+        let template = json!({"variables": {"properties": {}}});
+        let deployment = json!({"env": {"ONLY": "deployment"}});
+        for run_env in [json!([]), json!([{"name": "A", "value": "1"}]), Value::Null] {
+            let flow_run = json!({"env": run_env});
+            let merged =
+                merge_job_variables(&template, [deployment.as_object(), flow_run.as_object()]);
+            assert_eq!(merged["env"], json!({"ONLY": "deployment"}), "{run_env}");
+        }
+        let deployment = json!({"env": [{"name": "A", "value": "1"}]});
+        let flow_run = json!({"env": {"B": "2"}});
+        let merged = merge_job_variables(&template, [deployment.as_object(), flow_run.as_object()]);
+        assert_eq!(
+            merged["env"],
+            json!({"B": "2"}),
+            "an object replaces a list"
+        );
+    }
 
     #[test]
     fn job_variables_layer_and_env_merges() {

@@ -635,12 +635,20 @@ async fn a_prefect_restart_mid_stream_loses_nothing() {
         ],
         cache.path(),
     );
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let before_kill = runs.len()
-        - runs
-            .iter()
-            .filter(|run| prefect.flow_run(run)["state_type"] == "SCHEDULED")
-            .count();
+    // The restart comes once the agent has taken a run (a fixed sleep is too short for a
+    // loaded machine, where the agent's start-up alone can take seconds).
+    let taken = || {
+        runs.len()
+            - runs
+                .iter()
+                .filter(|run| prefect.flow_run(run)["state_type"] == "SCHEDULED")
+                .count()
+    };
+    let waiting = std::time::Instant::now();
+    while taken() == 0 && waiting.elapsed() < std::time::Duration::from_secs(120) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before_kill = taken();
     if cluster.emulator.is_some() {
         assert!(
             before_kill > 0 && before_kill < runs.len(),

@@ -276,6 +276,9 @@ fn random_flow_runs_get_the_job_prefects_worker_builds() {
         let generated: Value = serde_json::from_slice(&output.stdout).unwrap();
         for (index, item) in generated["cases"].as_array().unwrap().iter().enumerate() {
             let case = &item["case"];
+            if env_not_an_object_over_an_object(case) {
+                continue;
+            }
             let ours = render_in_process(&renderer, case);
             let problem = match (item.get("prefect"), ours) {
                 (Some(prefect), Ok(job)) => {
@@ -323,6 +326,18 @@ fn random_flow_runs_get_the_job_prefects_worker_builds() {
     validate_strictly(jobs_dir.path());
 }
 
+/// Documented difference 9: a run's `env` that is a non-empty list or null over a
+/// deployment's `env` object, which Prefect's worker passes to `dict.update` (each
+/// `{name, value}` item becomes a variable called `name`; null fails the run). The agent keeps
+/// the deployment's object; there is no Prefect Job to compare with.
+fn env_not_an_object_over_an_object(case: &Value) -> bool {
+    let env = |holder: &str| case[holder]["job_variables"].get("env");
+    env("deployment").is_some_and(Value::is_object)
+        && env("flow_run").is_some_and(|env| {
+            !env.is_object() && env.as_array().is_none_or(|items| !items.is_empty())
+        })
+}
+
 /// Whether the API server would refuse Prefect's Job (strict schema and its own rules), apart
 /// from what the agent changes on purpose (no pod-spec parallelism, nulls left out).
 fn refused_by_the_api_server(job: &Value) -> bool {
@@ -343,13 +358,15 @@ fn refused_by_the_api_server(job: &Value) -> bool {
 /// `None` when the Jobs agree but for documented differences.
 fn compare(case: &Value, prefect: Value, ours: Value) -> Option<String> {
     // A `job_manifest` job variable that is a Job replaces the pool's manifest in the agent
-    // (documented); Prefect ignores it.
-    let manifest_variable = [&case["flow_run"], &case["deployment"]]
-        .iter()
-        .any(|holder| holder["job_variables"]["job_manifest"]["kind"] == "Job");
-    if manifest_variable {
-        return (ours["metadata"]["labels"]["x"] != "y")
-            .then(|| "the `job_manifest` job variable was not used".to_string());
+    // (documented; Prefect ignores it): the oracle renders such a case with the manifest
+    // replaced (`prefect_job.job_manifest(…, manifest_variable=True)`), so the whole Job is
+    // compared; here only that the variable's manifest was used is checked on top.
+    let variable = |holder: &str| case[holder]["job_variables"].get("job_manifest");
+    let manifest_variable = variable("flow_run")
+        .or_else(|| variable("deployment"))
+        .is_some_and(|manifest| manifest["kind"] == "Job");
+    if manifest_variable && ours["metadata"]["labels"]["x"] != "y" {
+        return Some("the `job_manifest` job variable was not used".to_string());
     }
     match without_documented_differences(prefect, ours) {
         Err(why) => Some(why),

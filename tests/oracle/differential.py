@@ -253,7 +253,8 @@ def render_all(cases):
         results = []
         for case_ in cases:
             try:
-                results.append({"prefect": await prefect_job.job_manifest(case_, AGENT["name"], client)})
+                job = await prefect_job.job_manifest(case_, AGENT["name"], client, manifest_variable=True)
+                results.append({"prefect": job})
             except Exception as error:  # Prefect refused the input: the agent must refuse it too.
                 results.append({"error": f"{type(error).__name__}: {error}"})
         return results

@@ -64,7 +64,10 @@ def worker_settings(api_url):
     return temporary_settings(updates={PREFECT_API_URL: api_url})
 
 
-async def job_manifest(case: dict, worker_name: str, client=None) -> dict:
+async def job_manifest(case: dict, worker_name: str, client=None, manifest_variable=False) -> dict:
+    """Prefect's Job for the case. With `manifest_variable`, a `job_manifest` job variable that
+    is a Job replaces the template's manifest first, as the agent does (a documented
+    difference; Prefect itself ignores the variable), so that such cases are compared in full."""
     from prefect.client.schemas.objects import Flow, FlowRun, WorkPool
     from prefect.client.schemas.responses import DeploymentResponse
     from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
@@ -89,8 +92,13 @@ async def job_manifest(case: dict, worker_name: str, client=None) -> dict:
     flow_run_vars = dict(flow_run.job_variables or {})
     job_variables = {**deployment_vars}
     if isinstance(job_variables.get("env"), dict):
-        job_variables["env"] = {**job_variables["env"], **flow_run_vars.pop("env", {})}
+        job_variables["env"] = dict(job_variables["env"])
+        job_variables["env"].update(flow_run_vars.pop("env", {}))
     job_variables.update(flow_run_vars)
+    manifest = job_variables.get("job_manifest")
+    if manifest_variable and isinstance(manifest, dict) and manifest.get("kind") == "Job":
+        template = json.loads(json.dumps(template))
+        template["job_configuration"]["job_manifest"] = job_variables.pop("job_manifest")
 
     configuration = await KubernetesWorkerJobConfiguration.from_template_and_values(
         base_job_template=template, values=job_variables, client=client

@@ -311,14 +311,33 @@ impl World {
                 1 => tally.one_job += 1,
                 _ => tally.duplicated += 1,
             }
-            if jobs > 0 && pid.is_none() {
-                tally.no_pid += 1;
-            }
-            if jobs > 0 && !told.contains(run) {
-                tally.no_line += 1;
+            let lost = jobs == 0 && !matches!(state.as_str(), "CRASHED" | "FAILED");
+            let no_pid = jobs > 0 && pid.is_none();
+            let no_line = jobs > 0 && !told.contains(run);
+            tally.no_pid += usize::from(no_pid);
+            tally.no_line += usize::from(no_line);
+            if lost || jobs > 1 || no_pid || no_line {
+                self.explain(run, &state, jobs);
             }
         }
         tally
+    }
+
+    /// What happened to a run that ended badly: its state and every agent's lines about it.
+    fn explain(&self, run: &str, state: &str, jobs: usize) {
+        let message =
+            self.prefect.call("GET", &format!("/flow_runs/{run}"), None)["state"]["message"]
+                .clone();
+        println!("run {run}: {state} ({message}), {jobs} Job(s); the agents' lines about it:");
+        let Ok(logs) = std::fs::read_dir(self.logs.path()) else {
+            return;
+        };
+        for log in logs.flatten() {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            for line in text.lines().filter(|l| l.contains(run)) {
+                println!("  {}: {line}", log.file_name().to_string_lossy());
+            }
+        }
     }
 }
 
