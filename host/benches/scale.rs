@@ -45,6 +45,25 @@ struct Outcome {
     cpu: CpuShare,
 }
 
+impl Outcome {
+    /// One line as soon as the drain is over (a long run can be read before it ends).
+    fn summary(&self) -> String {
+        format!(
+            "{}: {} Jobs in {:.0} s, {} duplicates, {} Prefect requests, {} 503s, agents' CPU {:?} s, peak RSS {:?} MiB, machine CPU {:.0} s, bench CPU {:.0} s",
+            self.what,
+            self.jobs,
+            self.seconds,
+            self.duplicates,
+            self.requests,
+            self.unavailable,
+            self.cpu_seconds.map(|c| c.round()),
+            self.peak_rss_mib.map(|m| m.round()),
+            self.cpu.machine,
+            self.cpu.bench
+        )
+    }
+}
+
 /// CPU seconds spent during a drain: the whole machine and this bench process.
 #[derive(Default, Clone, Copy)]
 struct CpuShare {
@@ -122,9 +141,13 @@ async fn main() {
     let prefect = Arc::new(prefect);
     let mut outcomes = Vec::new();
     for replicas in [1, 3] {
-        outcomes.push(drain_with_agents(&prefect, &emulator, &seen, runs, replicas).await);
+        let outcome = drain_with_agents(&prefect, &emulator, &seen, runs, replicas).await;
+        eprintln!("{}", outcome.summary());
+        outcomes.push(outcome);
     }
-    outcomes.push(drain_with_floor(&prefect, runs).await);
+    let floor = drain_with_floor(&prefect, runs).await;
+    eprintln!("{}", floor.summary());
+    outcomes.push(floor);
     report(&outcomes);
 }
 

@@ -123,18 +123,23 @@ impl Postgres {
         self.data.path().join("cluster").display().to_string()
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// One of PostgreSQL's programs, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program).display().to_string();
-        let mut command = match &self.user {
+        match &self.user {
             Some(user) => {
                 let mut command = Command::new("runuser");
                 command.args(["-u", user, "--", &program]);
                 command
             }
             None => Command::new(&program),
-        };
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
         let started = Instant::now();
-        let output = command
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(self.data.path())
             .stdin(Stdio::null())
@@ -153,16 +158,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let cluster = self.cluster_dir();
-        let program = self.bin.join("pg_ctl").display().to_string();
-        let mut command = match &self.user {
-            Some(user) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", user, "--", &program]);
-                command
-            }
-            None => Command::new(&program),
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &cluster, "-m", "immediate", "-w", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
