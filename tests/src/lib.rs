@@ -218,8 +218,6 @@ pub fn c_plugin_tool() -> PathBuf {
 
 /// Runs `command` to its end (stdout and stderr dropped); its exit code, its peak RSS in KiB
 /// as the kernel counted it (`wait4`), and how long it took.
-// The child is reaped by `wait4` itself, which std's `wait` cannot do with the usage.
-#[allow(clippy::zombie_processes)]
 pub fn peak_rss(command: &mut Command) -> (Option<i32>, u64, std::time::Duration) {
     let started = std::time::Instant::now();
     let child = command
@@ -227,14 +225,8 @@ pub fn peak_rss(command: &mut Command) -> (Option<i32>, u64, std::time::Duration
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("starting the command");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals above.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, usage.ru_maxrss as u64, started.elapsed())
+    let usage = wait_with_usage(child);
+    (usage.exit_code, usage.max_rss_kib, started.elapsed())
 }
 
 /// What a child process used, once it has ended.
@@ -246,6 +238,8 @@ pub struct Usage {
 }
 
 /// Waits for `child` and reads its peak RSS and CPU time (user + system).
+// The child is reaped by `wait4` itself, which std's `wait` cannot do with the usage.
+#[allow(clippy::zombie_processes)]
 pub fn wait_with_usage(child: std::process::Child) -> Usage {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
