@@ -6,8 +6,9 @@
 //!
 //! `cargo bench -p agent --bench drain`
 
+mod common;
+
 use agent_tests::prefect::PrefectServer;
-use kube_emulator::{Config, Emulator};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -37,12 +38,7 @@ async fn main() {
     let prefect = tokio::task::spawn_blocking(PrefectServer::dedicated)
         .await
         .unwrap();
-    let emulator = Emulator::start(Config {
-        time_scale: 0.01,
-        ..Config::default()
-    })
-    .await
-    .unwrap();
+    let emulator = common::fast_emulator().await;
 
     // The agent.
     prefect.create_pool("bench", json!({}));

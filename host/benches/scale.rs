@@ -13,18 +13,18 @@
 //!
 //! `cargo bench -p agent --bench scale`; `SCALE_RUNS=1000` for a quick look.
 
+mod common;
+
 use agent_tests::prefect::{Database, PrefectServer};
 use agent_tests::proxy::Proxy;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::watcher;
-use kube_emulator::{Config, Emulator};
+use kube_emulator::Emulator;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const FLOW_RUN_LABEL: &str = "prefect.io/flow-run-id";
 
 /// Jobs seen per flow run, and when the latest first appeared.
 #[derive(Default)]
@@ -127,12 +127,7 @@ async fn main() {
     let prefect = tokio::task::spawn_blocking(|| PrefectServer::on(Database::Postgres))
         .await
         .unwrap();
-    let emulator = Emulator::start(Config {
-        time_scale: 0.01,
-        ..Config::default()
-    })
-    .await
-    .unwrap();
+    let emulator = common::fast_emulator().await;
     let seen = watch_jobs(&emulator).await;
     println!(
         "{runs} runs, Prefect {} on PostgreSQL, Kubernetes API emulator",
@@ -169,12 +164,7 @@ async fn watch_jobs(emulator: &Emulator) -> Arc<Mutex<Seen>> {
                 continue;
             };
             let name = job.metadata.name.clone().unwrap_or_default();
-            let Some(run) = job
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(FLOW_RUN_LABEL))
-            else {
+            let Some(run) = common::flow_run_of(&job) else {
                 continue;
             };
             if names.insert(name) {

@@ -188,6 +188,8 @@ pub struct Metrics {
     pub log_lines: Counter,
     pub log_requests: Counter,
     pub log_lines_dropped: Counter,
+    /// Runs left without the worker's labels because Prefect did not take them fast enough.
+    pub run_labels_dropped: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -224,6 +226,7 @@ impl Metrics {
             log_lines: Counter::default(),
             log_requests: Counter::default(),
             log_lines_dropped: Counter::default(),
+            run_labels_dropped: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -321,6 +324,11 @@ impl Metrics {
             "log_lines_dropped",
             "Lines for runs' logs dropped because Prefect did not take them fast enough",
             metrics.log_lines_dropped.clone(),
+        );
+        r.register(
+            "run_labels_dropped",
+            "Runs left without the worker's labels because Prefect did not take them fast enough",
+            metrics.run_labels_dropped.clone(),
         );
         Metrics {
             registry,

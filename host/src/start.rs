@@ -8,7 +8,7 @@ use crate::dispatch::{Dispatcher, Parts};
 use crate::health::{self, Health};
 use crate::metrics::Metrics;
 use crate::prefect::emit::{Events, Worker};
-use crate::prefect::{PrefectClient, PrefectError, RunLogs, event_stream};
+use crate::prefect::{PrefectClient, PrefectError, RunLabels, RunLogs, event_stream};
 use crate::settings::StartSettings;
 use crate::stock::stock_template;
 use crate::template_source;
@@ -165,9 +165,11 @@ async fn start(settings: StartSettings) -> anyhow::Result<()> {
     if !settings.dispatch.dry_run {
         events.emit(&started);
     }
+    let labels = RunLabels::start(prefect.clone(), worker.run_labels(), metrics.clone());
     let dispatcher = Arc::new(Dispatcher::new(Parts {
         prefect: prefect.clone(),
         logs: logs.clone(),
+        labels: labels.clone(),
         submitter,
         chain: Arc::new(chain),
         settings: assemble::agent_settings(&jobs, Some(version.clone())),
@@ -235,6 +237,8 @@ async fn start(settings: StartSettings) -> anyhow::Result<()> {
         observer.abort();
     }
     logs.flush().await;
+    // Labels are a courtesy: the shutdown does not wait long for them.
+    let _ = tokio::time::timeout(settings.dispatch.shutdown_grace, labels.flush()).await;
     if !settings.dispatch.dry_run {
         events.emit(&worker.stopped(&started));
     }

@@ -43,3 +43,21 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 pub fn micros(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
+
+/// The Kubernetes API emulator with pods that run a hundred times faster than their spec says.
+pub async fn fast_emulator() -> kube_emulator::Emulator {
+    kube_emulator::Emulator::start(kube_emulator::Config {
+        time_scale: 0.01,
+        ..kube_emulator::Config::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The flow run a Job was made for, by the label the agent (and Prefect's worker) gives it.
+pub fn flow_run_of(job: &k8s_openapi::api::batch::v1::Job) -> Option<&String> {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("prefect.io/flow-run-id"))
+}

@@ -12,7 +12,9 @@ use crate::metrics::{CrashReason, Metrics};
 use crate::plugins::{AgentSettings, CallError, Chain};
 use crate::prefect::emit::{Events, Worker};
 use crate::prefect::models::{Deployment, Flow, FlowRun, RunContext, WorkPool};
-use crate::prefect::{PrefectClient, PrefectError, ProposalStatus, RunLogs, placeholders};
+use crate::prefect::{
+    PrefectClient, PrefectError, ProposalStatus, RunLabels, RunLogs, placeholders,
+};
 use crate::request::build_request;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -24,6 +26,7 @@ use tokio::task::JoinSet;
 
 mod due;
 mod orphans;
+mod ready;
 
 /// Prefect's log levels.
 const INFO: u8 = 20;
@@ -31,8 +34,11 @@ const WARNING: u8 = 30;
 const ERROR: u8 = 40;
 /// How long a poll or heartbeat retries before giving up until the next poll.
 const POLL_PATIENCE: Duration = Duration::from_secs(5);
-/// How long labelling a run retries (in the background).
-const LABEL_PATIENCE: Duration = Duration::from_secs(120);
+/// A poll asks for this many times the submission slots (Prefect's worker asks for more than
+/// it can start, too): the runs left over start as slots free up, without a poll each.
+const SLOTS_PER_POLL: usize = 4;
+/// How long runs a poll gave are started without asking again (at most the poll interval).
+const READY_FOR: Duration = Duration::from_secs(10);
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -64,6 +70,8 @@ pub struct DispatchOptions {
 pub struct Parts {
     pub prefect: PrefectClient,
     pub logs: RunLogs,
+    /// Where claimed runs are queued for the worker's labels.
+    pub labels: RunLabels,
     /// `None` in a dry run.
     pub submitter: Option<Submitter>,
     pub chain: Arc<Chain>,
@@ -175,6 +183,9 @@ impl Dispatcher {
         let mut polls = 0u64;
         let mut next_heartbeat = tokio::time::Instant::now();
         let mut next_orphan_check = tokio::time::Instant::now();
+        let mut ready = ready::Ready::new(READY_FOR.min(self.parts.options.poll_interval));
+        let mut last_poll_full = false;
+        let mut next_due = None;
         'polling: loop {
             let now = tokio::time::Instant::now();
             if now >= next_heartbeat {
@@ -215,38 +226,39 @@ impl Dispatcher {
                 }
                 continue;
             }
-            // Runs handled here whose claims have not landed yet come back too: ask for them
-            // on top, so that they do not crowd out new runs.
-            let asked = room + self.in_flight.lock().unwrap().len();
-            let polled_at = chrono::Utc::now();
-            let polled = match self.poll(asked, polled_at).await {
-                Ok(runs) => {
-                    self.parts.health.polled();
-                    self.parts.metrics.polls.inc();
-                    runs
+            if !ready.has_runs(std::time::Instant::now()) {
+                // Runs handled here whose claims have not landed yet come back too: ask for
+                // them on top, so that they do not crowd out new runs.
+                let asked = SLOTS_PER_POLL * limit + self.in_flight.lock().unwrap().len();
+                let polled_at = chrono::Utc::now();
+                let polled = match self.poll(asked, polled_at).await {
+                    Ok(runs) => {
+                        self.parts.health.polled();
+                        self.parts.metrics.polls.inc();
+                        runs
+                    }
+                    Err(e) => {
+                        tracing::warn!("polling the pool failed: {e}");
+                        Vec::new()
+                    }
+                };
+                // The pool had as many runs as asked for: more may be waiting.
+                last_poll_full = polled.len() >= asked;
+                let sorted = due::sort(polled, polled_at, self.parts.options.prefetch);
+                next_due = sorted.next_due;
+                ready.refill(sorted.due, std::time::Instant::now());
+                if !self.parts.options.dry_run && now >= next_orphan_check {
+                    ready.extend(self.orphans().await);
+                    next_orphan_check = now + self.parts.options.orphan_interval;
                 }
-                Err(e) => {
-                    tracing::warn!("polling the pool failed: {e}");
-                    Vec::new()
-                }
-            };
-            // The pool had as many runs as asked for: more may be waiting.
-            let full_batch = polled.len() >= asked;
-            let due::Sorted {
-                due: mut runs,
-                next_due,
-            } = due::sort(polled, polled_at, self.parts.options.prefetch);
-            let mut started = 0;
-            if !self.parts.options.dry_run && now >= next_orphan_check {
-                runs.extend(self.orphans().await);
-                next_orphan_check = now + self.parts.options.orphan_interval;
             }
-            for run in runs {
+            let mut started = 0;
+            while started < room {
+                let Some(run) = ready.next(std::time::Instant::now()) else {
+                    break;
+                };
                 if self.in_flight.lock().unwrap().contains(&run.id) {
                     continue;
-                }
-                if started >= room {
-                    break;
                 }
                 let permit = tokio::select! {
                     permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -269,9 +281,10 @@ impl Dispatcher {
             while let Some(done) = tasks.try_join_next() {
                 summary.count(done.ok());
             }
-            // A full batch that started runs: more may be waiting; poll again as soon as a slot
-            // is free. Such a poll does not count toward --run-once's one: it drains what is due.
-            if full_batch && started > 0 {
+            // Runs polled are still waiting, or a full batch was all started: more may be due;
+            // go on as soon as a slot is free. Such a round does not count toward --run-once's
+            // one poll: it drains what is due.
+            if ready.has_runs(std::time::Instant::now()) || (last_poll_full && started > 0) {
                 continue;
             }
             polls += 1;
@@ -490,23 +503,12 @@ impl Dispatcher {
         }
     }
 
-    /// Gives the run the labels Prefect's worker gives the runs it submits, in the background:
-    /// a label is not worth a moment of the submission, and its failure is not the run's.
+    /// Gives the run the labels Prefect's worker gives the runs it submits, from a queue: a
+    /// label is not worth a moment of the submission, and its failure is not the run's.
     fn label(&self, id: &str) {
-        if self.parts.options.dry_run {
-            return;
+        if !self.parts.options.dry_run {
+            self.parts.labels.label(id);
         }
-        // Patient: nothing waits for it, and a busy database answers 503 for a while.
-        let (prefect, id, labels) = (
-            self.parts.prefect.with_patience(LABEL_PATIENCE),
-            id.to_string(),
-            self.parts.worker.run_labels(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = prefect.update_flow_run_labels(&id, &labels).await {
-                tracing::warn!(flow_run = %id, "could not label the run with the worker's labels: {e}");
-            }
-        });
     }
 
     async fn build_job(&self, mut context: RunContext) -> Result<Value, Failure> {

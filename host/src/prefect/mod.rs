@@ -5,9 +5,11 @@ pub mod batch;
 pub mod client;
 pub mod emit;
 pub mod event_stream;
+pub mod labels;
 pub mod logs;
 pub mod models;
 pub mod placeholders;
 
 pub use client::{ClientOptions, PrefectClient, PrefectError, Proposal, ProposalStatus};
+pub use labels::RunLabels;
 pub use logs::RunLogs;
