@@ -98,10 +98,12 @@ impl PrefectServer {
             .call()
             .is_err()
         {
-            if started.elapsed() > Duration::from_secs(120) {
+            // Minutes, not seconds: on a loaded 2-core CI machine several servers start at once,
+            // and Prefect's imports alone take seconds of CPU each.
+            if started.elapsed() > Duration::from_secs(300) {
                 let log = std::fs::read_to_string(self.data.path().join("server.log"))
                     .unwrap_or_default();
-                panic!("the Prefect server did not come up in 120 s:\n{log}");
+                panic!("the Prefect server did not come up in 300 s:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(250));
         }
