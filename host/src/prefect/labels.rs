@@ -53,7 +53,7 @@ impl RunLabels {
             self.dropped.inc();
             if self.dropped.get() == 1 {
                 tracing::warn!(
-                    "Prefect is not taking runs' labels as fast as runs are submitted; some runs go unlabelled (counted in agent_run_labels_dropped_total)"
+                    "Prefect is not taking runs' labels as fast as runs are submitted; some runs go unlabelled (counted in agent_run_labels_dropped_total; their Jobs are unaffected). A Prefect database that keeps up (PostgreSQL rather than SQLite) or a lower --limit avoids it"
                 );
             }
         }
