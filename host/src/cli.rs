@@ -98,6 +98,8 @@ pub struct PluginCheckArgs {
     /// The component (.wasm).
     #[arg(value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +110,19 @@ pub struct PluginTestArgs {
     /// The directory of case files.
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub cases: PathBuf,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
+}
+
+/// Where compiled plugins are kept: the same for every command that loads plugins.
+#[derive(Debug, Clone, Args)]
+pub struct PluginCacheArgs {
+    /// Where compiled plugins are kept between runs [default: the user's cache dir]
+    #[arg(long, env = "AGENT_PLUGIN_CACHE", value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub plugin_cache: Option<PathBuf>,
+    /// Compile plugins every time instead of keeping them.
+    #[arg(long)]
+    pub no_plugin_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -501,12 +516,8 @@ pub struct PluginArgs {
     /// --plugin-timeout, --plugin-memory, --plugin-output-limit, 32, 32, 100000).
     #[arg(long = "plugin-limit", value_name = "NAME.LIMIT=VALUE", value_parser = parse_plugin_setting)]
     pub plugin_limits: Vec<PluginSetting>,
-    /// Where compiled plugins are kept between runs [default: the user's cache dir]
-    #[arg(long, env = "AGENT_PLUGIN_CACHE", value_name = "DIR", value_hint = ValueHint::DirPath)]
-    pub plugin_cache: Option<PathBuf>,
-    /// Compile plugins on every start instead of keeping them.
-    #[arg(long)]
-    pub no_plugin_cache: bool,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
 }
 
 /// `NAME.KEY=VALUE`.

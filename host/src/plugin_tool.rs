@@ -1,35 +1,40 @@
 //! `agent plugin check` and `agent plugin test`: what a plugin author runs in their own
 //! repository, with no server and no cluster.
 
-use crate::cli::{PluginCheckArgs, PluginTestArgs};
+use crate::cli::{PluginCacheArgs, PluginCheckArgs, PluginTestArgs};
 use crate::diff::diff;
 use crate::plugins::{
     AgentSettings, CallError, Limits, Plugin, PluginSpec, Runtime, RuntimeOptions,
 };
 use crate::prefect::models::RunContext;
 use crate::request::build_request;
+use crate::settings::plugin_cache_dir;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Loads `path` as the agent would, with no cache, so the compile time is the real one.
-fn load(path: &Path) -> anyhow::Result<Plugin> {
+/// Loads `path` as the agent would, through the plugin cache `cache` says (so that `plugin
+/// test`, `render` and `start` share what `plugin check` compiled).
+fn load(path: &Path, cache: &PluginCacheArgs) -> anyhow::Result<Plugin> {
     let spec: PluginSpec = path
         .to_str()
         .context("the plugin path is not UTF-8")?
         .parse()
         .map_err(anyhow::Error::msg)?;
-    let runtime =
-        Runtime::new(&RuntimeOptions::default()).context("starting the plugin runtime")?;
+    let options = RuntimeOptions {
+        cache_dir: plugin_cache_dir(cache),
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::new(&options).context("starting the plugin runtime")?;
     Ok(runtime.load(&spec, Limits::default())?)
 }
 
 /// `agent plugin check FILE`: is it a plugin of our world, what it imports and exports, how
 /// big it is and how long it takes to compile. Exit 1 with the reason when it is not.
 pub fn check(args: PluginCheckArgs) -> ExitCode {
-    match load(&args.file) {
+    match load(&args.file, &args.cache) {
         Ok(plugin) => {
             let contract = plugin
                 .exports
@@ -41,10 +46,14 @@ pub fn check(args: PluginCheckArgs) -> ExitCode {
             println!("  name     {}", plugin.name);
             println!("  size     {} KiB", plugin.size.div_ceil(1024));
             println!("  sha256   {}", plugin.sha256);
-            println!(
-                "  compile  {:.0} ms",
-                plugin.compile_time.as_secs_f64() * 1e3
-            );
+            let compile_ms = plugin.compile_time.as_secs_f64() * 1e3;
+            if plugin.from_cache {
+                println!(
+                    "  compile  precompiled, loaded from the plugin cache in {compile_ms:.0} ms (--no-plugin-cache to compile it)"
+                );
+            } else {
+                println!("  compile  {compile_ms:.0} ms");
+            }
             println!("  exports  {}", plugin.exports.join(", "));
             println!(
                 "  imports  {}",
@@ -99,7 +108,7 @@ enum Expect {
 /// `agent plugin test FILE --cases DIR`: runs the plugin over every case file (JSON or YAML)
 /// in DIR; shows what differs on failure. Exit 1 when a case fails or cannot be read.
 pub fn test(args: PluginTestArgs) -> ExitCode {
-    match run_cases(&args.file, &args.cases) {
+    match run_cases(&args.file, &args.cases, &args.cache) {
         Ok((passed, failed)) => {
             println!("{passed} passed, {failed} failed");
             if failed == 0 {
@@ -115,8 +124,12 @@ pub fn test(args: PluginTestArgs) -> ExitCode {
     }
 }
 
-fn run_cases(plugin_path: &Path, dir: &Path) -> anyhow::Result<(usize, usize)> {
-    let plugin = load(plugin_path)?;
+fn run_cases(
+    plugin_path: &Path,
+    dir: &Path,
+    cache: &PluginCacheArgs,
+) -> anyhow::Result<(usize, usize)> {
+    let plugin = load(plugin_path, cache)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("--cases {}: cannot read the directory", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))

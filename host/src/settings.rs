@@ -3,8 +3,8 @@
 //! arguments). The parts take these settings and never see clap.
 
 use crate::cli::{
-    AgentArgs, NamedList, OutputFormat, PluginArgs, PluginSetting, RenderArgs, StartArgs,
-    parse_bytes,
+    AgentArgs, NamedList, OutputFormat, PluginArgs, PluginCacheArgs, PluginSetting, RenderArgs,
+    StartArgs, parse_bytes,
 };
 use crate::dispatch::DispatchOptions;
 use crate::plugins::{Limits, PluginSpec};
@@ -85,6 +85,17 @@ pub struct PluginSettings {
     pub concurrent_calls: u32,
 }
 
+/// Where compiled plugins are kept: `--plugin-cache`, else the user's cache dir; `None` with
+/// `--no-plugin-cache`.
+pub fn plugin_cache_dir(args: &PluginCacheArgs) -> Option<PathBuf> {
+    if args.no_plugin_cache {
+        return None;
+    }
+    args.plugin_cache
+        .clone()
+        .or_else(crate::plugins::default_cache_dir)
+}
+
 impl PluginSettings {
     pub fn from_args(args: &PluginArgs) -> Self {
         PluginSettings {
@@ -97,13 +108,7 @@ impl PluginSettings {
                 ..Limits::default()
             },
             limits: args.plugin_limits.clone(),
-            cache_dir: if args.no_plugin_cache {
-                None
-            } else {
-                args.plugin_cache
-                    .clone()
-                    .or_else(crate::plugins::default_cache_dir)
-            },
+            cache_dir: plugin_cache_dir(&args.cache),
             keep_resident: args.plugin_keep_resident,
             concurrent_calls: 1,
         }

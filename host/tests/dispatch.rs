@@ -305,7 +305,7 @@ async fn three_agents_racing_create_each_job_exactly_once() {
     let runs_wanted: usize = std::env::var("AGENT_E2E_RACE_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(120);
     race(server(), "racer", runs_wanted, 2).await;
 }
 

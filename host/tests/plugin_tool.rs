@@ -8,7 +8,10 @@ use common::{agent, arg};
 
 #[test]
 fn check_describes_a_plugin_and_how_to_pin_it() {
-    let run = agent(["plugin", "check", &arg(&plugin("naming"))]);
+    let cache = tempfile::tempdir().unwrap();
+    let check =
+        || common::agent_with_cache(["plugin", "check", &arg(&plugin("naming"))], cache.path());
+    let run = check();
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     for expected in [
         "a plugin (agent:plugin/customizer@0.1.1)",
@@ -23,6 +26,17 @@ fn check_describes_a_plugin_and_how_to_pin_it() {
             run.stdout
         );
     }
+    assert!(!run.stdout.contains("precompiled"), "{}", run.stdout);
+    // The second check loads what the first compiled into the cache (AGENT_PLUGIN_CACHE), and
+    // says so rather than passing a load off as a compile time.
+    let again = check();
+    assert!(
+        again
+            .stdout
+            .contains("compile  precompiled, loaded from the plugin cache in "),
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]

@@ -17,11 +17,24 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Short deadlines keep the hang test quick; memory as in production.
+/// Limits of the tests not about time: a generous deadline, so that a loaded machine does not
+/// turn a slow answer (45 MB of JSON, a gibibyte allocated) into a timeout.
 fn limits() -> Limits {
     Limits {
-        timeout: Duration::from_millis(500),
+        timeout: Duration::from_secs(60),
         ..Limits::default()
     }
+}
+
+/// A plugin with a short deadline, for the tests about deadlines (quick to reach).
+fn load_with_deadline(name: &str) -> Plugin {
+    let limits = Limits {
+        timeout: Duration::from_millis(500),
+        ..limits()
+    };
+    runtime()
+        .load(&spec(name, plugin(name)), limits)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn runtime() -> &'static Runtime {
@@ -130,7 +143,7 @@ fn a_trap_fails_only_its_call_and_says_what_the_plugin_printed() {
 
 #[test]
 fn an_endless_loop_is_interrupted_at_the_deadline() {
-    let faulty = load("faulty");
+    let faulty = load_with_deadline("faulty");
     let started = Instant::now();
     let (kind, message) = fault_of(call(&faulty, "hang"));
     let took = started.elapsed();
@@ -148,7 +161,7 @@ fn an_endless_loop_is_interrupted_at_the_deadline() {
 
 #[test]
 fn a_plugin_waiting_in_a_host_call_is_stopped_at_its_deadline() {
-    let faulty = load("faulty");
+    let faulty = load_with_deadline("faulty");
     for seconds in ["10", "3600"] {
         let started = Instant::now();
         let result = faulty
@@ -161,7 +174,7 @@ fn a_plugin_waiting_in_a_host_call_is_stopped_at_its_deadline() {
         let (kind, message) = fault_of(result.map(|_| Value::Null));
         assert_eq!(kind, FaultKind::Timeout, "{message}");
         assert!(
-            took >= Duration::from_millis(500) && took < Duration::from_millis(1500),
+            took >= Duration::from_millis(500) && took < Duration::from_secs(5),
             "a {seconds} s sleep must end at the 500 ms deadline, it took {took:?}"
         );
     }

@@ -71,12 +71,20 @@ impl PrefectServer {
 
     /// A server of the caller's own on `database` (a fresh PostgreSQL cluster of its own).
     pub fn on(database: Database) -> PrefectServer {
+        let data = tempfile::tempdir().unwrap();
+        if database == Database::Sqlite {
+            start_from_migrated_sqlite(data.path());
+        }
+        Self::start(database, data)
+    }
+
+    /// A server on `database`, its files (and SQLite's database) in `data`.
+    fn start(database: Database, data: tempfile::TempDir) -> PrefectServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let data = tempfile::tempdir().unwrap();
         let postgres = (database == Database::Postgres).then(crate::postgres::Postgres::start);
         let url = postgres.as_ref().map(|p| p.prefect_url());
         let process = spawn(port, data.path(), url.as_deref());
@@ -274,4 +282,56 @@ impl Drop for PrefectServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Puts an empty, migrated Prefect database into `data` (the server's SQLite file), so that the
+/// server does not migrate one at start: that costs about 10 s of CPU per server, and the test
+/// suites start a few dozen on a 2-core CI machine. Best effort: without it, the server
+/// migrates its database itself.
+fn start_from_migrated_sqlite(data: &std::path::Path) {
+    if let Some(template) = migrated_sqlite() {
+        let _ = std::fs::copy(template, data.join("prefect.db"));
+    }
+}
+
+/// The migrated empty database, made once per Prefect version (`tests/requirements.txt` pins
+/// it) under `target/prefect/` by a server that migrated it, then copied out with SQLite's
+/// `VACUUM INTO` (one file, no write-ahead log). A file lock makes concurrent test binaries
+/// wait for the one that makes it.
+fn migrated_sqlite() -> Option<&'static std::path::Path> {
+    static TEMPLATE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let mut key = std::collections::hash_map::DefaultHasher::new();
+            std::fs::read(crate::tests_path("requirements.txt"))
+                .ok()?
+                .hash(&mut key);
+            let dir = crate::workspace_root().join("target/prefect");
+            std::fs::create_dir_all(&dir).ok()?;
+            let path = dir.join(format!("empty-{:016x}.db", key.finish()));
+            let lock = std::fs::File::create(dir.join(".lock")).ok()?;
+            lock.lock().ok()?;
+            if !path.exists() {
+                let server = PrefectServer::start(Database::Sqlite, tempfile::tempdir().ok()?);
+                server.kill();
+                let tmp = dir.join(format!(".empty.{}.db", std::process::id()));
+                let _ = std::fs::remove_file(&tmp);
+                let vacuum = Command::new(crate::python())
+                    .args([
+                        "-c",
+                        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('VACUUM INTO ?', (sys.argv[2],))",
+                    ])
+                    .arg(server.data.path().join("prefect.db"))
+                    .arg(&tmp)
+                    .status()
+                    .ok()?;
+                if !vacuum.success() {
+                    return None;
+                }
+                std::fs::rename(&tmp, &path).ok()?;
+            }
+            Some(path)
+        })
+        .as_deref()
 }

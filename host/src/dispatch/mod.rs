@@ -226,7 +226,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            if !ready.has_runs(std::time::Instant::now()) {
+            if !ready.has_runs(tokio::time::Instant::now()) {
                 // Runs handled here whose claims have not landed yet come back too: ask for
                 // them on top, so that they do not crowd out new runs.
                 let asked = SLOTS_PER_POLL * limit + self.in_flight.lock().unwrap().len();
@@ -246,7 +246,10 @@ impl Dispatcher {
                 last_poll_full = polled.len() >= asked;
                 let sorted = due::sort(polled, polled_at, self.parts.options.prefetch);
                 next_due = sorted.next_due;
-                ready.refill(sorted.due, std::time::Instant::now());
+                ready.refill(
+                    ready::spread(sorted.due, |len| fastrand::usize(..len)),
+                    tokio::time::Instant::now(),
+                );
                 if !self.parts.options.dry_run && now >= next_orphan_check {
                     ready.extend(self.orphans().await);
                     next_orphan_check = now + self.parts.options.orphan_interval;
@@ -254,7 +257,7 @@ impl Dispatcher {
             }
             let mut started = 0;
             while started < room {
-                let Some(run) = ready.next(std::time::Instant::now()) else {
+                let Some(run) = ready.next(tokio::time::Instant::now()) else {
                     break;
                 };
                 if self.in_flight.lock().unwrap().contains(&run.id) {
@@ -284,7 +287,7 @@ impl Dispatcher {
             // Runs polled are still waiting, or a full batch was all started: more may be due;
             // go on as soon as a slot is free. Such a round does not count toward --run-once's
             // one poll: it drains what is due.
-            if ready.has_runs(std::time::Instant::now()) || (last_poll_full && started > 0) {
+            if ready.has_runs(tokio::time::Instant::now()) || (last_poll_full && started > 0) {
                 continue;
             }
             polls += 1;
@@ -392,7 +395,7 @@ impl Dispatcher {
                 }
             }
         }
-        let claimed_at = std::time::Instant::now();
+        let claimed_at = tokio::time::Instant::now();
         let context = match self.context(run).await {
             Ok(context) => context,
             Err(e) => {

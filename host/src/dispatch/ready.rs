@@ -5,10 +5,15 @@
 //! Prefect's side) while slots stood empty. What a poll gave is only trusted for a while: past
 //! `fresh_for`, what is left is dropped and the next poll asks again (a run claimed by
 //! another agent meanwhile is only a rejected claim).
+//!
+//! Replicas of one pool poll the same runs in the same order; if each started at the front,
+//! they would race for the same claims and all but one would be rejected. Each poll's runs are
+//! therefore started from a random place within each queue's runs ([`spread`]).
 
 use crate::prefect::models::FlowRun;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct Ready {
@@ -55,12 +60,50 @@ impl Ready {
     }
 }
 
+/// Rotates each queue's runs (a contiguous block in the server's order: queue priority, then
+/// scheduled time) to begin at `start(block length)`, so that replicas polling one pool begin
+/// with different runs; the order between queues is kept.
+pub fn spread(mut runs: Vec<FlowRun>, mut start: impl FnMut(usize) -> usize) -> Vec<FlowRun> {
+    for block in runs.chunk_by_mut(|a, b| a.work_queue_name == b.work_queue_name) {
+        let at = start(block.len()) % block.len();
+        block.rotate_left(at);
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(id: &str) -> FlowRun {
         serde_json::from_value(serde_json::json!({"id": id, "name": "n", "flow_id": "f"})).unwrap()
+    }
+
+    fn queued(id: &str, queue: &str) -> FlowRun {
+        FlowRun {
+            work_queue_name: Some(queue.into()),
+            ..run(id)
+        }
+    }
+
+    #[test]
+    fn spread_rotates_within_each_queue_and_keeps_the_queues_order() {
+        let runs = vec![
+            queued("high-1", "high"),
+            queued("high-2", "high"),
+            queued("high-3", "high"),
+            queued("low-1", "low"),
+            queued("low-2", "low"),
+        ];
+        let mut lengths = Vec::new();
+        let spread = spread(runs, |len| {
+            lengths.push(len);
+            len + 1
+        });
+        let ids: Vec<&str> = spread.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["high-2", "high-3", "high-1", "low-2", "low-1"]);
+        assert_eq!(lengths, [3, 2], "one start per queue, chosen by its length");
+        assert!(super::spread(Vec::new(), |_| unreachable!()).is_empty());
     }
 
     fn ids(ready: &mut Ready, now: Instant) -> Vec<String> {

@@ -87,7 +87,7 @@ impl Batcher {
             self.dropped.inc();
             if self.dropped.get() == 1 {
                 tracing::warn!(
-                    "Prefect is not taking {} as fast as they come; dropping some (counted in {})",
+                    "Prefect is not taking {} as fast as they come; dropping some (counted in {}). Runs and their Jobs are unaffected; a Prefect database that keeps up (PostgreSQL rather than SQLite) or a lower --submission-limit avoids it",
                     self.what,
                     self.metric
                 );
