@@ -11,7 +11,8 @@
 //! PostgreSQL), from `/proc/stat`. `SCALE_PROFILE=FILE` also records the single agent with
 //! `perf record` (read it with `perf report -i FILE --sort dso,symbol`).
 //!
-//! `cargo bench -p agent --bench scale`; `SCALE_RUNS=1000` for a quick look.
+//! `cargo bench -p agent --bench scale`; `SCALE_RUNS=1000` for a quick look;
+//! `SCALE_CONFIGS=3,floor` for some of the drains.
 
 mod common;
 
@@ -134,15 +135,20 @@ async fn main() {
         prefect.call("GET", "/admin/version", None)
     );
     let prefect = Arc::new(prefect);
+    // `SCALE_CONFIGS=3,floor` runs some of the drains (`1`, `3`, `floor`; all by default).
+    let configs = std::env::var("SCALE_CONFIGS").unwrap_or_else(|_| "1,3,floor".into());
     let mut outcomes = Vec::new();
-    for replicas in [1, 3] {
-        let outcome = drain_with_agents(&prefect, &emulator, &seen, runs, replicas).await;
+    for config in configs.split(',') {
+        let outcome = match config.trim() {
+            "floor" => drain_with_floor(&prefect, runs).await,
+            replicas => {
+                let replicas = replicas.parse().expect("SCALE_CONFIGS: 1, 3 or floor");
+                drain_with_agents(&prefect, &emulator, &seen, runs, replicas).await
+            }
+        };
         eprintln!("{}", outcome.summary());
         outcomes.push(outcome);
     }
-    let floor = drain_with_floor(&prefect, runs).await;
-    eprintln!("{}", floor.summary());
-    outcomes.push(floor);
     report(&outcomes);
 }
 
@@ -211,7 +217,8 @@ async fn until_drained(seen: &Mutex<Seen>, ids: &[String], started: Instant) -> 
                 .iter()
                 .filter(|id| seen.jobs_per_run.contains_key(*id))
                 .count();
-            (done, seen.last_new)
+            // A Job of an earlier drain is not progress of this one.
+            (done, seen.last_new.filter(|t| *t >= started))
         };
         let stalled = last.is_some_and(|t| t.elapsed() > Duration::from_secs(60))
             || (last.is_none() && started.elapsed() > Duration::from_secs(120));
@@ -360,9 +367,8 @@ fn report(outcomes: &[Outcome]) {
             o.cpu.machine / o.seconds.max(0.001)
         );
     }
-    if let (Some(one), Some(three), Some(floor)) =
-        (outcomes.first(), outcomes.get(1), outcomes.get(2))
-    {
+    let of = |what: &str| outcomes.iter().find(|o| o.what.starts_with(what));
+    if let (Some(one), Some(three), Some(floor)) = (of("1 agent"), of("3 replicas"), of("floor")) {
         let rate = |o: &Outcome| o.jobs as f64 / o.seconds.max(0.001);
         println!(
             "\n3 replicas / 1 agent: {:.2}; 1 agent / floor: {:.2}; 3 replicas / floor: {:.2}",
