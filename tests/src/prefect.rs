@@ -313,25 +313,28 @@ fn migrated_sqlite() -> Option<&'static std::path::Path> {
             let lock = std::fs::File::create(dir.join(".lock")).ok()?;
             lock.lock().ok()?;
             if !path.exists() {
-                let server = PrefectServer::start(Database::Sqlite, tempfile::tempdir().ok()?);
-                server.kill();
-                let tmp = dir.join(format!(".empty.{}.db", std::process::id()));
-                let _ = std::fs::remove_file(&tmp);
-                let vacuum = Command::new(crate::python())
-                    .args([
-                        "-c",
-                        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('VACUUM INTO ?', (sys.argv[2],))",
-                    ])
-                    .arg(server.data.path().join("prefect.db"))
-                    .arg(&tmp)
-                    .status()
-                    .ok()?;
-                if !vacuum.success() {
-                    return None;
-                }
-                std::fs::rename(&tmp, &path).ok()?;
+                migrate_sqlite_into(&path)?;
             }
             Some(path)
         })
         .as_deref()
+}
+
+/// Has a server migrate a fresh SQLite database, then copies it to `path` with `VACUUM INTO`.
+fn migrate_sqlite_into(path: &std::path::Path) -> Option<()> {
+    let server = PrefectServer::start(Database::Sqlite, tempfile::tempdir().ok()?);
+    server.kill();
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let vacuum = Command::new(crate::python())
+        .args([
+            "-c",
+            "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('VACUUM INTO ?', (sys.argv[2],))",
+        ])
+        .arg(server.data.path().join("prefect.db"))
+        .arg(&tmp)
+        .status()
+        .ok()?;
+    vacuum.success().then_some(())?;
+    std::fs::rename(&tmp, path).ok()
 }

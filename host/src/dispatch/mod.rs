@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 mod due;
 mod orphans;
@@ -181,13 +182,13 @@ impl Dispatcher {
         let mut summary = Summary::default();
         tokio::pin!(shutdown);
         let mut polls = 0u64;
-        let mut next_heartbeat = tokio::time::Instant::now();
-        let mut next_orphan_check = tokio::time::Instant::now();
+        let mut next_heartbeat = Instant::now();
+        let mut next_orphan_check = Instant::now();
         let mut ready = ready::Ready::new(READY_FOR.min(self.parts.options.poll_interval));
         let mut last_poll_full = false;
         let mut next_due = None;
         'polling: loop {
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             if now >= next_heartbeat {
                 self.heartbeat().await;
                 next_heartbeat = now + self.parts.options.heartbeat_interval;
@@ -226,7 +227,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            if !ready.has_runs(tokio::time::Instant::now()) {
+            if !ready.has_runs(Instant::now()) {
                 // Runs handled here whose claims have not landed yet come back too: ask for
                 // them on top, so that they do not crowd out new runs.
                 let asked = SLOTS_PER_POLL * limit + self.in_flight.lock().unwrap().len();
@@ -248,7 +249,7 @@ impl Dispatcher {
                 next_due = sorted.next_due;
                 ready.refill(
                     ready::spread(sorted.due, |len| fastrand::usize(..len)),
-                    tokio::time::Instant::now(),
+                    Instant::now(),
                 );
                 if !self.parts.options.dry_run && now >= next_orphan_check {
                     ready.extend(self.orphans().await);
@@ -257,7 +258,7 @@ impl Dispatcher {
             }
             let mut started = 0;
             while started < room {
-                let Some(run) = ready.next(tokio::time::Instant::now()) else {
+                let Some(run) = ready.next(Instant::now()) else {
                     break;
                 };
                 if self.in_flight.lock().unwrap().contains(&run.id) {
@@ -287,7 +288,7 @@ impl Dispatcher {
             // Runs polled are still waiting, or a full batch was all started: more may be due;
             // go on as soon as a slot is free. Such a round does not count toward --run-once's
             // one poll: it drains what is due.
-            if ready.has_runs(tokio::time::Instant::now()) || (last_poll_full && started > 0) {
+            if ready.has_runs(Instant::now()) || (last_poll_full && started > 0) {
                 continue;
             }
             polls += 1;
@@ -395,7 +396,7 @@ impl Dispatcher {
                 }
             }
         }
-        let claimed_at = tokio::time::Instant::now();
+        let claimed_at = Instant::now();
         let context = match self.context(run).await {
             Ok(context) => context,
             Err(e) => {

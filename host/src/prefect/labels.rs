@@ -31,23 +31,7 @@ impl RunLabels {
         let prefect = prefect.with_patience(PATIENCE);
         let labels = Arc::new(labels);
         let send: Send = Arc::new(move |ids: Vec<Value>| {
-            let (prefect, labels) = (prefect.clone(), labels.clone());
-            Box::pin(async move {
-                let ids = ids
-                    .into_iter()
-                    .filter_map(|id| id.as_str().map(String::from));
-                futures::stream::iter(ids)
-                    .for_each_concurrent(LABELLERS, |id| {
-                        let (prefect, labels) = (&prefect, &labels);
-                        async move {
-                            if let Err(e) = prefect.update_flow_run_labels(&id, labels).await {
-                                tracing::warn!(flow_run = %id, "could not label the run with the worker's labels: {e}");
-                            }
-                        }
-                    })
-                    .await;
-                true
-            })
+            Box::pin(label_each(prefect.clone(), labels.clone(), ids))
         });
         RunLabels {
             batcher: Batcher::start(
@@ -68,4 +52,23 @@ impl RunLabels {
     pub async fn flush(&self) {
         self.batcher.flush().await;
     }
+}
+
+/// Labels a batch's runs, `LABELLERS` at a time; a failure is only warned about (the batch is
+/// always taken: a label is never retried past its patience).
+async fn label_each(prefect: PrefectClient, labels: Arc<Value>, ids: Vec<Value>) -> bool {
+    let ids = ids
+        .into_iter()
+        .filter_map(|id| id.as_str().map(String::from));
+    futures::stream::iter(ids)
+        .for_each_concurrent(LABELLERS, |id| {
+            let (prefect, labels) = (&prefect, &labels);
+            async move {
+                if let Err(e) = prefect.update_flow_run_labels(&id, labels).await {
+                    tracing::warn!(flow_run = %id, "could not label the run with the worker's labels: {e}");
+                }
+            }
+        })
+        .await;
+    true
 }
