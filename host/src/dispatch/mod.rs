@@ -228,6 +228,16 @@ impl Dispatcher {
                 continue;
             }
             if !ready.has_runs(Instant::now()) {
+                // Claims left unfinished are looked for before the poll, not between the poll
+                // and the starts: the look can take seconds on a busy server, and what a poll
+                // gave is fresh for one poll interval only (a look in between made every poll
+                // stale before its first run started, and the agent claimed nothing).
+                let orphans = if !self.parts.options.dry_run && now >= next_orphan_check {
+                    next_orphan_check = now + self.parts.options.orphan_interval;
+                    self.orphans().await
+                } else {
+                    Vec::new()
+                };
                 // Runs handled here whose claims have not landed yet come back too: ask for
                 // them on top, so that they do not crowd out new runs.
                 let asked = SLOTS_PER_POLL * limit + self.in_flight.lock().unwrap().len();
@@ -247,14 +257,8 @@ impl Dispatcher {
                 last_poll_full = polled.len() >= asked;
                 let sorted = due::sort(polled, polled_at, self.parts.options.prefetch);
                 next_due = sorted.next_due;
-                ready.refill(
-                    ready::spread(sorted.due, |len| fastrand::usize(..len)),
-                    Instant::now(),
-                );
-                if !self.parts.options.dry_run && now >= next_orphan_check {
-                    ready.extend(self.orphans().await);
-                    next_orphan_check = now + self.parts.options.orphan_interval;
-                }
+                let polled = ready::spread(sorted.due, |len| fastrand::usize(..len));
+                ready.refill(polled.into_iter().chain(orphans), Instant::now());
             }
             let mut started = 0;
             while started < room {

@@ -31,15 +31,11 @@ impl Ready {
         }
     }
 
-    /// Replaces what is left with what a poll at `polled_at` gave, in the server's order.
+    /// Replaces what is left with what a poll at `polled_at` gave (and the claims left
+    /// unfinished found with it), in that order.
     pub fn refill(&mut self, runs: impl IntoIterator<Item = FlowRun>, polled_at: Instant) {
         self.runs = runs.into_iter().collect();
         self.polled_at = polled_at;
-    }
-
-    /// Adds runs found otherwise (claims left unfinished) behind those polled.
-    pub fn extend(&mut self, runs: impl IntoIterator<Item = FlowRun>) {
-        self.runs.extend(runs);
     }
 
     /// The next run to start, if what was polled is still fresh at `now`.
@@ -113,11 +109,10 @@ mod tests {
     }
 
     #[test]
-    fn runs_come_out_in_the_servers_order_then_those_added() {
+    fn runs_come_out_in_the_order_given() {
         let start = Instant::now();
         let mut ready = Ready::new(Duration::from_secs(10));
-        ready.refill([run("a"), run("b")], start);
-        ready.extend([run("orphan")]);
+        ready.refill([run("a"), run("b"), run("orphan")], start);
         assert!(ready.has_runs(start));
         assert_eq!(ids(&mut ready, start), ["a", "b", "orphan"]);
         assert!(!ready.has_runs(start));

@@ -108,7 +108,7 @@ pub fn decide(
                     actions.push(Action::ReadRun);
                     return actions;
                 }
-                Some(run) if belongs_to(run, key) => actions.push(Action::Crash {
+                Some(run) if belongs_to(run, key, job.claim.as_deref()) => actions.push(Action::Crash {
                     reason: trouble.reason,
                     message: trouble.message,
                     with_pod_report: trouble.with_pod_report,
@@ -334,15 +334,20 @@ fn janitor(
     }
 }
 
-/// Whether a crash report about the Job `key` is still the run's business: the run is not
-/// final, not waiting to run again, and its infrastructure is this Job.
-pub fn belongs_to(run: &FlowRun, key: &JobKey) -> bool {
+/// Whether a crash report about the Job `key` (made under `claim`) is still the run's
+/// business: the run is not final, not waiting to run again, its infrastructure is this Job,
+/// and it is not PENDING under another claim (claimed again, its new Job not recorded yet).
+pub fn belongs_to(run: &FlowRun, key: &JobKey, claim: Option<&str>) -> bool {
     let active = matches!(run.state_type.as_deref(), Some("PENDING" | "RUNNING"));
     let same_job = match &run.infrastructure_pid {
         Some(pid) => job_of_pid(Some(pid)).as_ref() == Some(key),
         None => true,
     };
-    active && same_job
+    let claimed_again = run.state_type.as_deref() == Some("PENDING")
+        && claim.is_some()
+        && run.state_id.is_some()
+        && run.state_id.as_deref() != claim;
+    active && same_job && !claimed_again
 }
 
 /// `namespace:name` → the Job's key.
@@ -591,6 +596,32 @@ mod tests {
                 "{run:?}: {actions:?}"
             );
         }
+        // Claimed again before the new Job is recorded: the run still names this Job, but
+        // its PENDING state is another claim than this Job's.
+        let claimed = Tracked {
+            claim: Some("claim-1".into()),
+            ..failed
+        };
+        let under = |state_id: &str| {
+            let mut run = ours("PENDING");
+            run.state_id = Some(state_id.into());
+            run
+        };
+        assert_eq!(
+            crashes(&decided(&claimed, Some(&under("claim-1")))),
+            [CrashReason::JobFailed]
+        );
+        assert!(matches!(
+            decided(&claimed, Some(&under("claim-2"))).as_slice(),
+            [Action::LeaveAlone { .. }]
+        ));
+        let mut running_again = ours("RUNNING");
+        running_again.state_id = Some("running-state".into());
+        assert_eq!(
+            crashes(&decided(&claimed, Some(&running_again))),
+            [CrashReason::JobFailed],
+            "a RUNNING state is not a claim"
+        );
     }
 
     // Row: run in CANCELLING.

@@ -7,7 +7,7 @@
 //! size.
 
 use super::diagnose::{Diagnosis, diagnose};
-use crate::job::FLOW_RUN_LABEL;
+use crate::job::{CLAIM_LABEL, FLOW_RUN_LABEL};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -66,6 +66,8 @@ pub enum History {
 pub struct Tracked {
     /// The flow run's id (empty until the Job or one of its pods is seen).
     pub run: String,
+    /// The id of the PENDING state that claimed the run for this Job (its claim label).
+    pub claim: Option<String>,
     /// The Job's outcome; `None` until the Job itself is seen (pods can come first).
     pub outcome: Option<Outcome>,
     /// The Job was deleted, or vanished while the watch was down.
@@ -238,6 +240,7 @@ impl Jobs {
             tracked.history = History::Unknown;
         }
         tracked.run = run;
+        tracked.claim = label(&job.metadata, CLAIM_LABEL);
         tracked.gone = false;
         let outcome = outcome(job);
         if matches!(outcome, Outcome::Succeeded { .. }) {
