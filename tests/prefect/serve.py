@@ -31,10 +31,16 @@ def main() -> None:
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        # The agent is the only worker; Prefect's own services stay quiet except what runs need.
+        # The agent is the only worker; Prefect's own services stay quiet except what runs need
+        # (each loop costs CPU even on an idle server, and a test run has many servers). Kept:
+        # the event persister and stream, cancellation clean-up, the cleanup reconciler.
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
     })
     threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
