@@ -7,6 +7,7 @@ use super::diagnose::{Diagnosis, Trouble};
 use super::tracked::{History, INFO, JobKey, Outcome, Tracked, WARNING};
 use crate::metrics::{CrashReason, DeletionCause};
 use crate::prefect::models::FlowRun;
+use crate::request::job_name_suffix;
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
 
@@ -334,7 +335,7 @@ fn janitor(
     }
 }
 
-/// Whether a crash report about the Job `key` (made under `claim`) is still the run's
+/// Whether a crash report about the Job `key` (its claim label `claim`) is still the run's
 /// business: the run is not final, not waiting to run again, its infrastructure is this Job,
 /// and it is not PENDING under another claim (claimed again, its new Job not recorded yet).
 pub fn belongs_to(run: &FlowRun, key: &JobKey, claim: Option<&str>) -> bool {
@@ -343,10 +344,10 @@ pub fn belongs_to(run: &FlowRun, key: &JobKey, claim: Option<&str>) -> bool {
         Some(pid) => job_of_pid(Some(pid)).as_ref() == Some(key),
         None => true,
     };
+    // A PENDING state is a claim; the Job's label is derived from the claim's state id.
     let claimed_again = run.state_type.as_deref() == Some("PENDING")
-        && claim.is_some()
         && run.state_id.is_some()
-        && run.state_id.as_deref() != claim;
+        && claim.is_some_and(|claim| claim != job_name_suffix(&run.id, run.state_id.as_deref()));
     active && same_job && !claimed_again
 }
 
@@ -599,7 +600,7 @@ mod tests {
         // Claimed again before the new Job is recorded: the run still names this Job, but
         // its PENDING state is another claim than this Job's.
         let claimed = Tracked {
-            claim: Some("claim-1".into()),
+            claim: Some(job_name_suffix("run-1", Some("claim-1"))),
             ..failed
         };
         let under = |state_id: &str| {
