@@ -8,8 +8,9 @@
 //!
 //! Where the CPU goes during each drain: the agents (rusage), this process (the emulator, the
 //! counting proxy and the Job watch), and the rest of the machine (Prefect's server and
-//! PostgreSQL), from `/proc/stat`. `SCALE_PROFILE=FILE` also records the single agent with
-//! `perf record` (read it with `perf report -i FILE --sort dso,symbol`).
+//! PostgreSQL), from `/proc/stat`. `SCALE_PROFILE=FILE` also records the first agent of each
+//! drain with `perf record`, into `FILE.1` and `FILE.3` (read one with `perf report -i FILE.1
+//! --sort dso,symbol`).
 //!
 //! `cargo bench -p agent --bench scale`; `SCALE_RUNS=1000` for a quick look;
 //! `SCALE_CONFIGS=3,floor` for some of the drains.
@@ -108,9 +109,10 @@ fn cpu_since(start: CpuShare) -> CpuShare {
     }
 }
 
-/// Records `pid` with `perf record` until the returned child is interrupted.
-fn profile(pid: u32) -> Option<std::process::Child> {
-    let file = std::env::var("SCALE_PROFILE").ok()?;
+/// Records `pid` with `perf record` into `SCALE_PROFILE.suffix` until the returned child is
+/// interrupted.
+fn profile(pid: u32, suffix: usize) -> Option<std::process::Child> {
+    let file = format!("{}.{suffix}", std::env::var("SCALE_PROFILE").ok()?);
     std::process::Command::new("perf")
         .args(["record", "-F", "499", "-o", &file, "-p", &pid.to_string()])
         .stdout(std::process::Stdio::null())
@@ -256,11 +258,7 @@ async fn drain_with_agents(
                 .unwrap()
         })
         .collect();
-    let perf = if replicas == 1 {
-        profile(agents[0].id())
-    } else {
-        None
-    };
+    let perf = profile(agents[0].id(), replicas);
     let seconds = until_drained(seen, &ids, started).await;
     let cpu = cpu_since(cpu_start);
     if let Some(perf) = perf {
