@@ -66,7 +66,8 @@ pub enum History {
 pub struct Tracked {
     /// The flow run's id (empty until the Job or one of its pods is seen).
     pub run: String,
-    /// The id of the PENDING state that claimed the run for this Job (its claim label).
+    /// The Job's claim label: the Job-name suffix made of the flow run's id and the id of the
+    /// PENDING state that claimed the run (`request::job_name_suffix`).
     pub claim: Option<String>,
     /// The Job's outcome; `None` until the Job itself is seen (pods can come first).
     pub outcome: Option<Outcome>,
@@ -377,33 +378,27 @@ impl Jobs {
     /// so this runs for other agents' Events too: a pod's Job is looked up by name first (a
     /// Job's pods are named `JOB-xxxxx`), and only a pod named otherwise costs a scan.
     fn key_of_event(&self, event: &PendingEvent) -> Option<JobKey> {
-        if event.kind == "Job" {
-            let key = (event.namespace.clone(), event.name.clone());
-            return self.is_about(&key, event).then_some(key);
-        }
-        if let Some((job, _)) = event.name.rsplit_once('-') {
-            let key = (event.namespace.clone(), job.to_string());
-            if self.is_about(&key, event) {
+        let by_name = match event.kind.as_str() {
+            "Job" => Some(event.name.as_str()),
+            _ => event.name.rsplit_once('-').map(|(job, _)| job),
+        };
+        if let Some(name) = by_name {
+            let key = (event.namespace.clone(), name.to_string());
+            if self
+                .jobs
+                .get(&key)
+                .is_some_and(|t| is_about(&key, t, event))
+            {
                 return Some(key);
             }
         }
+        if event.kind == "Job" {
+            return None;
+        }
         self.jobs
-            .keys()
-            .find(|key| self.is_about(key, event))
-            .cloned()
-    }
-
-    /// Whether `event` is about the Job `key` (the Job itself, or one of its pods) and the
-    /// Job has been seen.
-    fn is_about(&self, key: &JobKey, event: &PendingEvent) -> bool {
-        key.0 == event.namespace
-            && self.jobs.get(key).is_some_and(|t| {
-                t.outcome.is_some()
-                    && match event.kind.as_str() {
-                        "Job" => key.1 == event.name,
-                        _ => t.pods.contains_key(&event.name),
-                    }
-            })
+            .iter()
+            .find(|(key, t)| is_about(key, t, event))
+            .map(|(key, _)| key.clone())
     }
 
     fn add_event(&mut self, key: &JobKey, line: EventLine) {
@@ -423,18 +418,32 @@ impl Jobs {
     /// or pod, while the waiting Events are mostly other agents': each is only compared with
     /// `key` (looking up each one's Job made replicas spend ten times the CPU per Job).
     fn match_unmatched(&mut self, key: &JobKey) {
+        let Some(tracked) = self.jobs.get(key) else {
+            return;
+        };
         if self.unmatched.is_empty() {
             return;
         }
         let (matched, rest): (Vec<PendingEvent>, Vec<PendingEvent>) =
             std::mem::take(&mut self.unmatched)
                 .into_iter()
-                .partition(|e| self.is_about(key, e));
+                .partition(|e| is_about(key, tracked, e));
         self.unmatched = rest.into();
         for event in matched {
             self.add_event(key, event.line);
         }
     }
+}
+
+/// Whether `event` is about the Job `key`, tracked as `job`: the Job itself or one of its
+/// pods, once the Job has been seen.
+fn is_about(key: &JobKey, job: &Tracked, event: &PendingEvent) -> bool {
+    key.0 == event.namespace
+        && job.outcome.is_some()
+        && match event.kind.as_str() {
+            "Job" => key.1 == event.name,
+            _ => job.pods.contains_key(&event.name),
+        }
 }
 
 pub fn key_of_job(job: &Job) -> Option<JobKey> {
