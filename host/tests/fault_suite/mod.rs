@@ -236,18 +236,14 @@ impl World {
             }
             let stalled = last_progress.elapsed() >= CLEAN_AGENT_STALL;
             if open == 0 || stalled || started.elapsed() >= CLEAN_AGENT_LIMIT {
-                println!(
-                    "the clean agent ran {:.0} s; {open} run(s) left open{}",
-                    started.elapsed().as_secs_f64(),
-                    if stalled {
-                        format!(
-                            " (none finished in the last {} s)",
-                            CLEAN_AGENT_STALL.as_secs()
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
+                let stall = CLEAN_AGENT_STALL.as_secs();
+                let why = if stalled {
+                    format!(" (none finished in the last {stall} s)")
+                } else {
+                    String::new()
+                };
+                let ran = started.elapsed().as_secs_f64();
+                println!("the clean agent ran {ran:.0} s; {open} run(s) left open{why}");
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -340,6 +336,8 @@ impl World {
             seconds: started.elapsed().as_secs_f64(),
             ..Tally::default()
         };
+        // The agents' logs, read once when the first run needs explaining.
+        let mut logs = None;
         for run in runs {
             let jobs = jobs_per_run.get(run).copied().unwrap_or(0);
             let (state, pid) = states.get(run).cloned().unwrap_or_default();
@@ -355,55 +353,67 @@ impl World {
             tally.no_pid += usize::from(no_pid);
             tally.no_line += usize::from(no_line);
             if lost || jobs > 1 || no_pid || no_line {
-                self.explain(run, &state, jobs);
+                self.explain(
+                    run,
+                    &state,
+                    jobs,
+                    logs.get_or_insert_with(|| self.agent_logs()),
+                );
             }
         }
-        if tally.lost + tally.duplicated + tally.no_pid + tally.no_line > 0 {
-            self.show_agents_warnings();
+        if let Some(logs) = &logs {
+            show_agents_warnings(logs);
         }
         tally
     }
 
-    /// Every agent's warnings and errors and its last lines: a run no agent wrote about was
-    /// left by something else the agent said (or by an agent that stopped saying anything).
-    fn show_agents_warnings(&self) {
+    /// Every agent's log (file name, text), read once for the explanations of a tally.
+    fn agent_logs(&self) -> Vec<(String, String)> {
         let Ok(logs) = std::fs::read_dir(self.logs.path()) else {
-            return;
+            return Vec::new();
         };
-        for log in logs.flatten() {
-            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            println!(
-                "agent log {} ({} lines); its warnings and errors, then its last lines:",
-                log.file_name().to_string_lossy(),
-                lines.len()
-            );
-            let notable = lines
-                .iter()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"));
-            for line in notable.take(40) {
-                println!("  ! {line}");
-            }
-            for line in &lines[lines.len().saturating_sub(15)..] {
-                println!("  {line}");
-            }
-        }
+        logs.flatten()
+            .map(|log| {
+                let name = log.file_name().to_string_lossy().into_owned();
+                (
+                    name,
+                    std::fs::read_to_string(log.path()).unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// What happened to a run that ended badly: its state and every agent's lines about it.
-    fn explain(&self, run: &str, state: &str, jobs: usize) {
+    fn explain(&self, run: &str, state: &str, jobs: usize, logs: &[(String, String)]) {
         let message =
             self.prefect.call("GET", &format!("/flow_runs/{run}"), None)["state"]["message"]
                 .clone();
         println!("run {run}: {state} ({message}), {jobs} Job(s); the agents' lines about it:");
-        let Ok(logs) = std::fs::read_dir(self.logs.path()) else {
-            return;
-        };
-        for log in logs.flatten() {
-            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        for (name, text) in logs {
             for line in text.lines().filter(|l| l.contains(run)) {
-                println!("  {}: {line}", log.file_name().to_string_lossy());
+                println!("  {name}: {line}");
             }
+        }
+    }
+}
+
+/// Every agent's warnings and errors and its last lines: a run no agent wrote about was left
+/// by something else the agent said (or by an agent that stopped saying anything).
+fn show_agents_warnings(logs: &[(String, String)]) {
+    for (name, text) in logs {
+        let lines: Vec<&str> = text.lines().collect();
+        println!(
+            "agent log {name} ({} lines); its warnings and errors, then its last lines:",
+            lines.len()
+        );
+        let notable = lines
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"));
+        for line in notable.take(40) {
+            println!("  ! {line}");
+        }
+        for line in &lines[lines.len().saturating_sub(15)..] {
+            println!("  {line}");
         }
     }
 }
