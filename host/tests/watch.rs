@@ -78,6 +78,27 @@ impl Running {
     }
 }
 
+/// Waits until a pod of `job` runs.
+async fn pod_runs(cluster: &Cluster, agent: &Running, job: &str) {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    eventually(
+        "the pod runs",
+        Duration::from_secs(30),
+        agent,
+        async || {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("job-name={job}")))
+                .await
+                .unwrap();
+            list.items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// Polls `check` until it gives a value, failing with `what` and the agent's log after
 /// `within`.
 async fn eventually<T>(
@@ -439,22 +460,7 @@ async fn a_job_deleted_by_hand_crashes_its_run_and_cancelling_deletes_the_job() 
     );
 
     let (_, job) = job_of(prefect, &agent, &cancelled).await;
-    eventually(
-        "the pod runs",
-        Duration::from_secs(30),
-        &agent,
-        async || {
-            let list = pods
-                .list(&ListParams::default().labels(&format!("job-name={job}")))
-                .await
-                .unwrap();
-            list.items
-                .iter()
-                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .then_some(())
-        },
-    )
-    .await;
+    pod_runs(&cluster, &agent, &job).await;
     force_state(prefect, &cancelled, "CANCELLING");
     let message = state_becomes(
         prefect,
@@ -737,10 +743,10 @@ async fn one_agent_serves_several_namespaces_and_refuses_the_others() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_evicted_run_its_engine_rescheduled_is_not_crashed_and_gets_a_new_job() {
-    // Evicted after 60 s of pod time: 3 s at the emulator's speed, time to reschedule first.
+    // Evicted when the test says so (`end_runs`), after the run is claimed again.
     let Some(cluster) = emulated(vec![rule(
         "registry.example.com/evicted",
-        Behaviour::Evicted { run_ms: 60_000 },
+        Behaviour::Evicted { run_ms: 3_600_000 },
         &[],
     )])
     .await
@@ -776,7 +782,10 @@ async fn an_evicted_run_its_engine_rescheduled_is_not_crashed_and_gets_a_new_job
         },
     )
     .await;
-    // The first Job's eviction ends it, and is not held against the run.
+    // Both pods are evicted only now (the emulator's clock would race Prefect's answers): the
+    // first Job's failure is not held against the run, whichever the agent sees first.
+    pod_runs(&cluster, &agent, &second).await;
+    cluster.emulator.as_ref().unwrap().end_runs();
     eventually(
         "the first Job's failure is seen and not reported",
         Duration::from_secs(30),

@@ -4,6 +4,7 @@
 //! - `POST /emulator/faults` a `FaultRule` (JSON); `DELETE /emulator/faults` clears them
 //! - `POST /emulator/restart` ends every watch
 //! - `POST /emulator/compact` forgets watch history (older resource versions get 410)
+//! - `POST /emulator/end-runs` ends every running container now, as its script says
 //! - `PUT /emulator/node` a `Node` (JSON): capacity, labels, taints
 //! - `GET /emulator/stats` object count and resource version
 
@@ -37,6 +38,10 @@ pub fn handle(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Res
         }
         (&Method::POST, "compact") => {
             shared.store.lock().unwrap().compact();
+            ok()
+        }
+        (&Method::POST, "end-runs") => {
+            shared.end_runs();
             ok()
         }
         (&Method::PUT, "node") => match serde_json::from_slice::<Node>(body) {

@@ -128,6 +128,12 @@ impl Emulator {
         self.shared.store.lock().unwrap().compact();
     }
 
+    /// Ends every running container now, as its script says (exit, OOM, eviction); also
+    /// `POST /emulator/end-runs`. With long `run_ms`, a test decides when runs end.
+    pub fn end_runs(&self) {
+        self.shared.end_runs();
+    }
+
     pub fn set_node(&self, node: Node) {
         self.shared.set_node(node);
     }

@@ -57,6 +57,14 @@ impl Shared {
         self.restarts.send_modify(|generation| *generation += 1);
     }
 
+    pub fn end_runs(&self) {
+        self.simulation
+            .lock()
+            .unwrap()
+            .end_runs(std::time::Instant::now());
+        self.wake_simulation();
+    }
+
     pub fn set_node(&self, node: Node) {
         *self.node.write().unwrap() = node;
         self.wake_simulation();

@@ -692,6 +692,41 @@ async fn scripted_pod_failures_look_as_in_a_real_cluster() {
 }
 
 #[tokio::test]
+async fn runs_end_when_a_test_says_so() {
+    let hour = 3_600_000;
+    let (emulator, client) = start(config(vec![
+        rule("sleeper", Behaviour::Succeed { run_ms: hour }),
+        rule("evictee", Behaviour::Evicted { run_ms: hour }),
+    ]))
+    .await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (name, image) in [("sleeper", "sleeper"), ("evictee", "evictee")] {
+        jobs.create(&PostParams::default(), &job(name, image))
+            .await
+            .unwrap();
+        eventually("the pod to run", async || {
+            let pod = pods_of(&pods, name).await.into_iter().next()?;
+            (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(job_condition(&jobs, "sleeper").await, None, "an hour to go");
+
+    let ended = reqwest::Client::new()
+        .post(format!("{}/emulator/end-runs", emulator.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    let done = eventually("the sleeper to complete", || job_condition(&jobs, "sleeper")).await;
+    assert_eq!(done.0, "Complete");
+    let failed = eventually("the evictee to fail", || job_condition(&jobs, "evictee")).await;
+    assert_eq!(failed, ("Failed".into(), "BackoffLimitExceeded".into()));
+    assert!(event_reasons(&client, "evictee").await.contains(&"Evicted".to_string()));
+}
+
+#[tokio::test]
 async fn deletion_propagates_as_asked() {
     let (_emulator, client) = start(config(vec![rule("sleeper", Behaviour::RunForever)])).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
