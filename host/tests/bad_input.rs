@@ -49,7 +49,6 @@ fn start(args: &[&str]) -> Vec<String> {
 }
 
 fn check(row: &Row) {
-    let cache = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(&row.args)
@@ -57,7 +56,7 @@ fn check(row: &Row) {
         .env_remove("PREFECT_API_KEY")
         .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .env("AGENT_LOG", "error")
         .envs(row.env.iter().map(|(k, v)| (k, v)))
         .output()

@@ -25,7 +25,6 @@ async fn agent_start_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let cache = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .arg("start")
         .args(["--namespace", &cluster.namespace])
@@ -33,7 +32,7 @@ async fn agent_start_with_env(
         .envs(env.iter().copied())
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
-        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .env("AGENT_LOG", "info")
         .output()
         .await
@@ -474,19 +473,14 @@ struct RunningAgent {
     stderr: tokio::task::JoinHandle<String>,
 }
 
-fn spawn_agent(
-    cluster: &Cluster,
-    api_url: &str,
-    args: &[&str],
-    cache: &std::path::Path,
-) -> RunningAgent {
+fn spawn_agent(cluster: &Cluster, api_url: &str, args: &[&str]) -> RunningAgent {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .arg("start")
         .args(["--namespace", &cluster.namespace])
         .args(args)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PREFECT_API_URL", api_url)
-        .env("AGENT_PLUGIN_CACHE", cache)
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .env("AGENT_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -542,7 +536,6 @@ async fn sigterm_during_a_burst_leaves_no_run_claimed_without_a_job_or_a_report(
         .map(|_| prefect.create_run(&deployment, json!({})))
         .collect();
     slow_down(&cluster, 150);
-    let cache = tempfile::tempdir().unwrap();
     let agent = spawn_agent(
         &cluster,
         &prefect.api_url,
@@ -556,7 +549,6 @@ async fn sigterm_during_a_burst_leaves_no_run_claimed_without_a_job_or_a_report(
             "--submission-limit",
             "4",
         ],
-        cache.path(),
     );
     // The signal comes as soon as the first Job exists (a fixed sleep is too short for a
     // loaded machine, where the agent's start-up alone can take seconds).
@@ -619,7 +611,6 @@ async fn a_prefect_restart_mid_stream_loses_nothing() {
         .map(|_| prefect.create_run(&deployment, json!({})))
         .collect();
     slow_down(&cluster, 300);
-    let cache = tempfile::tempdir().unwrap();
     let agent = spawn_agent(
         &cluster,
         &prefect.api_url,
@@ -633,7 +624,6 @@ async fn a_prefect_restart_mid_stream_loses_nothing() {
             "--submission-limit",
             "2",
         ],
-        cache.path(),
     );
     // The restart comes once the agent has taken a run (a fixed sleep is too short for a
     // loaded machine, where the agent's start-up alone can take seconds).
@@ -975,7 +965,6 @@ async fn prefects_own_flags_and_settings_run_a_pool_through_a_tls_api_with_a_pri
         .port();
     let api = proxy.url("/api");
     let run_agent = |extra: Vec<(&'static str, String)>| {
-        let cache = dir.path().join("cache");
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"));
         command
             .args([
@@ -1004,7 +993,7 @@ async fn prefects_own_flags_and_settings_run_a_pool_through_a_tls_api_with_a_pri
             .env("PREFECT_WORKER_WEBSERVER_PORT", port.to_string())
             .env("PREFECT_CLIENT_CUSTOM_HEADERS", r#"{"X-Team": "data"}"#)
             .env("PREFECT_API_REQUEST_TIMEOUT", "30")
-            .env("AGENT_PLUGIN_CACHE", cache)
+            .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
             .envs(extra);
         command
     };

@@ -328,7 +328,6 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
         json!({}),
     );
     let log = tempfile::NamedTempFile::new().unwrap();
-    let cache = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .args([
             "start",
@@ -353,7 +352,7 @@ async fn the_role_it_grants_is_all_the_agent_needs() {
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
-        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .stdout(std::process::Stdio::null())
         .stderr(log.reopen().unwrap())
         .kill_on_drop(true)
@@ -500,7 +499,6 @@ async fn a_secret_the_agent_does_not_own_is_not_overwritten() {
         .unwrap();
     let prefect = server();
     prefect.create_pool("install-taken", stock_template());
-    let cache = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
         .args([
             "start",
@@ -517,7 +515,7 @@ async fn a_secret_the_agent_does_not_own_is_not_overwritten() {
         ])
         .env("KUBECONFIG", emulator.kubeconfig())
         .env("PREFECT_API_URL", &prefect.api_url)
-        .env("AGENT_PLUGIN_CACHE", cache.path())
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .output()
         .await
         .unwrap();

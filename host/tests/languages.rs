@@ -9,26 +9,15 @@ mod e2e;
 
 use agent_tests::prefect::server;
 use agent_tests::{EXAMPLES, example_plugin, plugin, workspace_root};
-use common::{Run, arg};
+use common::{agent, arg};
 use e2e::{cluster, stock_template};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-/// One plugin cache for the whole binary: a Python component takes seconds to compile, and
-/// the cache is what the agent relies on in production too.
-fn cache() -> &'static std::path::Path {
-    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-fn agent(args: &[&str]) -> Run {
-    common::agent_with_cache(args, cache())
-}
-
-/// The example's component, built and compiled into the shared cache once: tests running side
-/// by side would otherwise each compile it (seconds for Python and JavaScript).
+/// The example's component, built and compiled into the suite's plugin cache once: tests
+/// running side by side would otherwise each compile it (seconds for Python and JavaScript).
 fn example(name: &str) -> PathBuf {
     static WARM: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let path = example_plugin(name);
@@ -219,7 +208,7 @@ async fn all_three_languages_decide_the_jobs_of_agent_start() {
         .args(&args)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
-        .env("AGENT_PLUGIN_CACHE", cache())
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .output()
         .await
         .unwrap();

@@ -41,7 +41,7 @@ fn start(cluster: &Cluster, prefect: &PrefectServer, args: &[&str]) -> Running {
         .args(args)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PREFECT_API_URL", &prefect.api_url)
-        .env("AGENT_PLUGIN_CACHE", dir.path().join("cache"))
+        .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
         .env("AGENT_LOG", "info,agent=debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -81,21 +81,16 @@ impl Running {
 /// Waits until a pod of `job` runs.
 async fn pod_runs(cluster: &Cluster, agent: &Running, job: &str) {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    eventually(
-        "the pod runs",
-        Duration::from_secs(30),
-        agent,
-        async || {
-            let list = pods
-                .list(&ListParams::default().labels(&format!("job-name={job}")))
-                .await
-                .unwrap();
-            list.items
-                .iter()
-                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .then_some(())
-        },
-    )
+    eventually("the pod runs", Duration::from_secs(30), agent, async || {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .unwrap();
+        list.items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .then_some(())
+    })
     .await;
 }
 

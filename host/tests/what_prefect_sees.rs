@@ -102,7 +102,7 @@ fn start(side: Side, world: &World, dir: &std::path::Path) -> tokio::process::Ch
             command
                 .args(["start", "--pool", POOL, "--name", "differential-worker"])
                 .args(["--namespace", &world.cluster.namespace])
-                .env("AGENT_PLUGIN_CACHE", dir.join("cache"));
+                .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache());
             command
         }
     };

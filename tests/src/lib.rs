@@ -44,6 +44,21 @@ pub fn plugins_dir() -> &'static Path {
     DIR.get_or_init(build_plugins)
 }
 
+/// The plugin cache (`AGENT_PLUGIN_CACHE`) shared by the agent processes of one test binary.
+/// Compiling a component is an agent's slowest step in a test build (1.3 s of CPU for the
+/// stock plugin, 30–40 s for a Python or JavaScript one), and a suite starts dozens of agents
+/// on the same plugins. Entries are named by the component's digest and written by rename, so
+/// processes share them safely; tests of the cache itself keep their own.
+pub fn plugin_cache() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let stem = exe.file_stem().and_then(|s| s.to_str()).unwrap_or("tests");
+    // `watch-47ee5a4b8df677bb`: one folder per suite, whatever the build.
+    let suite = stem.rsplit_once('-').map_or(stem, |(suite, _hash)| suite);
+    workspace_root()
+        .join("target/test-plugin-cache")
+        .join(suite)
+}
+
 /// The component file of plugin `name` (see [`PLUGIN_CRATES`]).
 pub fn plugin(name: &str) -> PathBuf {
     let path = plugins_dir().join(format!("{name}.wasm"));

@@ -20,14 +20,13 @@ impl Run {
     }
 }
 
-/// Runs `agent ARGS...` with a throwaway plugin cache.
+/// Runs `agent ARGS...` with the suite's plugin cache.
 pub fn agent<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let cache = tempfile::tempdir().expect("a temp dir");
-    agent_with_cache(args, cache.path())
+    agent_with_cache(args, &agent_tests::plugin_cache())
 }
 
 /// Runs `agent ARGS...` with the plugin cache `cache` (kept across calls: a Python or

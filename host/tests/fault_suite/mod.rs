@@ -123,7 +123,6 @@ pub struct World {
     pub client: kube::Client,
     pub pool: String,
     pub deployment: String,
-    cache: tempfile::TempDir,
     logs: tempfile::TempDir,
 }
 
@@ -159,7 +158,6 @@ impl World {
             client: kube::Client::try_from(config).unwrap(),
             pool: pool.into(),
             deployment,
-            cache: tempfile::tempdir().unwrap(),
             logs: tempfile::tempdir().unwrap(),
         }
     }
@@ -208,7 +206,7 @@ impl World {
             .args(extra)
             .env("KUBECONFIG", self.emulator.kubeconfig())
             .env("PREFECT_API_URL", self.api_url())
-            .env("AGENT_PLUGIN_CACHE", self.cache.path())
+            .env("AGENT_PLUGIN_CACHE", agent_tests::plugin_cache())
             .env(
                 "AGENT_LOG",
                 std::env::var("AGENT_E2E_LOG").unwrap_or("info".into()),

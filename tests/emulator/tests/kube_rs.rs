@@ -719,11 +719,18 @@ async fn runs_end_when_a_test_says_so() {
         .await
         .unwrap();
     assert_eq!(ended.status(), 200);
-    let done = eventually("the sleeper to complete", || job_condition(&jobs, "sleeper")).await;
+    let done = eventually("the sleeper to complete", || {
+        job_condition(&jobs, "sleeper")
+    })
+    .await;
     assert_eq!(done.0, "Complete");
     let failed = eventually("the evictee to fail", || job_condition(&jobs, "evictee")).await;
     assert_eq!(failed, ("Failed".into(), "BackoffLimitExceeded".into()));
-    assert!(event_reasons(&client, "evictee").await.contains(&"Evicted".to_string()));
+    assert!(
+        event_reasons(&client, "evictee")
+            .await
+            .contains(&"Evicted".to_string())
+    );
 }
 
 #[tokio::test]
