@@ -23,7 +23,7 @@ fn example(name: &str) -> PathBuf {
     let path = example_plugin(name);
     let mut warm = WARM.lock().unwrap_or_else(|e| e.into_inner());
     if !warm.iter().any(|n| n == name) {
-        let check = agent(&["plugin", "check", &arg(&path)]);
+        let check = agent(["plugin", "check", &arg(&path)]);
         assert_eq!(check.status, Some(0), "{name}: {}", check.stderr);
         warm.push(name.to_string());
     }
@@ -56,7 +56,7 @@ const SETTINGS: &[&str] = &[
 fn each_language_builds_from_source_passes_its_cases_and_is_a_plugin_of_this_contract() {
     for (folder, _) in EXAMPLES {
         let component = example(folder);
-        let check = agent(&["plugin", "check", &arg(&component)]);
+        let check = agent(["plugin", "check", &arg(&component)]);
         assert_eq!(check.status, Some(0), "{folder}: {}", check.stderr);
         assert!(
             check
@@ -66,7 +66,7 @@ fn each_language_builds_from_source_passes_its_cases_and_is_a_plugin_of_this_con
             check.stdout
         );
         let cases: PathBuf = workspace_root().join("examples").join(folder).join("cases");
-        let test = agent(&["plugin", "test", &arg(&component), "--cases", &arg(&cases)]);
+        let test = agent(["plugin", "test", &arg(&component), "--cases", &arg(&cases)]);
         assert_eq!(
             test.status,
             Some(0),
@@ -161,7 +161,7 @@ fn a_component_importing_http_is_refused_with_the_import_named() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let check = agent(&["plugin", "check", &arg(&component)]);
+    let check = agent(["plugin", "check", &arg(&component)]);
     assert_eq!(check.status, Some(1), "{}", check.stdout);
     assert!(
         check.stderr.contains("wasi:http/"),
