@@ -79,17 +79,19 @@ pub struct Tally {
     pub crashed: usize,
     /// Agents killed with SIGKILL, or stopped with SIGTERM mid-submission.
     pub interruptions: usize,
+    /// Agents that ended on a panic (the agent's panic hook: "internal error").
+    pub panics: usize,
     pub seconds: f64,
 }
 
 impl Tally {
     pub fn header() -> String {
-        "| scenario | runs | one Job | lost | duplicated | Job, no pid | Job, no line | crashed | kills/stops | time |\n|---|---|---|---|---|---|---|---|---|---|".into()
+        "| scenario | runs | one Job | lost | duplicated | Job, no pid | Job, no line | crashed | kills/stops | panics | time |\n|---|---|---|---|---|---|---|---|---|---|---|".into()
     }
 
     pub fn row(&self) -> String {
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
             self.scenario,
             self.runs,
             self.one_job,
@@ -99,14 +101,20 @@ impl Tally {
             self.no_line,
             self.crashed,
             self.interruptions,
+            self.panics,
             self.seconds
         )
     }
 
-    /// Panics with the row when anything was lost, duplicated or left without its record.
+    /// Panics with the row when anything was lost, duplicated or left without its record, or
+    /// an agent panicked.
     pub fn assert_nothing_lost(&self) {
         assert!(
-            self.lost == 0 && self.duplicated == 0 && self.no_pid == 0 && self.no_line == 0,
+            self.lost == 0
+                && self.duplicated == 0
+                && self.no_pid == 0
+                && self.no_line == 0
+                && self.panics == 0,
             "{}\n{}",
             Tally::header(),
             self.row()
@@ -334,8 +342,12 @@ impl World {
             seconds: started.elapsed().as_secs_f64(),
             ..Tally::default()
         };
-        // The agents' logs, read once when the first run needs explaining.
-        let mut logs = None;
+        let logs = self.agent_logs();
+        tally.panics = logs
+            .iter()
+            .map(|(_, text)| text.matches("error: internal error (").count())
+            .sum();
+        let mut explained = false;
         for run in runs {
             let jobs = jobs_per_run.get(run).copied().unwrap_or(0);
             let (state, pid) = states.get(run).cloned().unwrap_or_default();
@@ -351,21 +363,17 @@ impl World {
             tally.no_pid += usize::from(no_pid);
             tally.no_line += usize::from(no_line);
             if lost || jobs > 1 || no_pid || no_line {
-                self.explain(
-                    run,
-                    &state,
-                    jobs,
-                    logs.get_or_insert_with(|| self.agent_logs()),
-                );
+                self.explain(run, &state, jobs, &logs);
+                explained = true;
             }
         }
-        if let Some(logs) = &logs {
-            show_agents_warnings(logs);
+        if explained || tally.panics > 0 {
+            show_agents_warnings(&logs);
         }
         tally
     }
 
-    /// Every agent's log (file name, text), read once for the explanations of a tally.
+    /// Every agent's log (file name, text), read once per tally.
     fn agent_logs(&self) -> Vec<(String, String)> {
         let Ok(logs) = std::fs::read_dir(self.logs.path()) else {
             return Vec::new();
