@@ -203,14 +203,18 @@ impl World {
             .join(format!("{name}-{}.log", fastrand::u32(..)));
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"))
             .args(["start", "--pool", &self.pool, "--name", name])
-            .args([
-                "--poll-interval",
-                "1s",
-                "--orphan-grace",
-                "3s",
-                "--orphan-interval",
-                "2s",
-            ])
+            // Brisk defaults, for the flags `extra` does not set (the agent refuses a flag
+            // given twice).
+            .args(
+                [
+                    ["--poll-interval", "1s"],
+                    ["--orphan-grace", "3s"],
+                    ["--orphan-interval", "2s"],
+                ]
+                .into_iter()
+                .filter(|[flag, _]| !extra.contains(flag))
+                .flatten(),
+            )
             .args(extra)
             .env("KUBECONFIG", self.emulator.kubeconfig())
             .env("PREFECT_API_URL", self.api_url())
@@ -435,6 +439,13 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Panics with its log when the agent has ended.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the agent ended ({status}):\n{}", self.log());
+        }
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub async fn kill9(mut self) {
         let _ = self.child.kill().await;
@@ -622,7 +633,7 @@ async fn wait_for_claims(world: &World, runs: &[String], n: usize) {
 /// the agent's RSS (KiB) after each batch.
 pub async fn soak(runs: usize, batch: usize) -> Vec<(usize, u64)> {
     let world = World::new("faults-soak", false).await;
-    let agent = world.agent(
+    let mut agent = world.agent(
         "soak",
         &[
             "--limit",
@@ -642,6 +653,7 @@ pub async fn soak(runs: usize, batch: usize) -> Vec<(usize, u64)> {
         let mut open: Vec<String> = ids.clone();
         let started = Instant::now();
         while !open.is_empty() && started.elapsed() < Duration::from_secs(300) {
+            agent.assert_running();
             let states = world.states(&open);
             for (id, (_, pid)) in states {
                 if pid.is_some() {
