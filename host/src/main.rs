@@ -8,7 +8,8 @@ fn main() -> ExitCode {
     // leave it half alive.
     std::panic::set_hook(Box::new(|info| {
         eprintln!(
-            "error: internal error ({info}); the agent stops. Please report this with the log above."
+            "{} ({info}); the agent stops. Please report this with the log above.",
+            agent::text::INTERNAL_ERROR
         );
         std::process::exit(70);
     }));

@@ -1,5 +1,8 @@
 //! Small text helpers shared by the commands and the parts.
 
+/// How the agent's panic hook begins its last line (tests count agents that panicked by it).
+pub const INTERNAL_ERROR: &str = "error: internal error";
+
 /// `text` cut to at most `max` bytes at a character boundary, with `…` when cut.
 pub fn shorten(mut text: String, max: usize) -> String {
     if text.len() > max {

@@ -79,7 +79,7 @@ pub struct Tally {
     pub crashed: usize,
     /// Agents killed with SIGKILL, or stopped with SIGTERM mid-submission.
     pub interruptions: usize,
-    /// Agents that ended on a panic (the agent's panic hook: "internal error").
+    /// Agents that ended on a panic (the agent's panic hook: `agent::text::INTERNAL_ERROR`).
     pub panics: usize,
     pub seconds: f64,
 }
@@ -349,7 +349,7 @@ impl World {
         let logs = self.agent_logs();
         tally.panics = logs
             .iter()
-            .map(|(_, text)| text.matches("error: internal error (").count())
+            .map(|(_, text)| text.matches(agent::text::INTERNAL_ERROR).count())
             .sum();
         let mut explained = false;
         for run in runs {
